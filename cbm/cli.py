@@ -1,0 +1,308 @@
+"""The `cbm` command: a thin shell over the services, one sub-command per task.
+
+Exit codes: 0 success; 1 an error (message on stderr); 2 wrong usage; 3 the database is
+unreachable; 4 the database is not migrated to the current schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+import cbm
+from cbm.config import ConfigError, Settings, load_settings
+from cbm.db import ensure_sqlite_dir, make_engine, make_session_factory, session_scope
+
+EXIT_ERROR = 1
+EXIT_UNREACHABLE = 3
+EXIT_NOT_MIGRATED = 4
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class Context:
+    """Settings and the engine, created lazily so `cbm --help` needs no database."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                fail(str(exc))
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            url = self.settings.database_url
+            ensure_sqlite_dir(url)
+            self._engine = make_engine(url)
+            try:
+                with self._engine.connect():
+                    pass
+            except OperationalError as exc:
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                fail(
+                    f"cannot reach the database at {safe_url(url)}: {reason}\n"
+                    "Check CBM_DATABASE_URL and that the server is running.",
+                    EXIT_UNREACHABLE,
+                )
+        return self._engine
+
+    def require_current_schema(self) -> None:
+        from cbm.migrate import migration_status
+
+        status = migration_status(self.engine)
+        if not status.is_current:
+            fail(
+                f"the database at {safe_url(self.settings.database_url)} is not migrated "
+                f"(at {status.current or 'an empty schema'}, newest is {status.head}).\n"
+                "Run: cbm db upgrade",
+                EXIT_NOT_MIGRATED,
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        self.require_current_schema()
+        with session_scope(make_session_factory(self.engine)) as session:
+            yield session
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(cbm.__version__, "-V", "--version", prog_name="cbm")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """cbm: track compliance with CSBMs (Vienna Document 2011, Open Skies, CFE, GEMI).
+
+    Settings come from CBM_* environment variables (see the README); by default the data
+    lives in an SQLite file under instance/.
+    """
+    ctx.ensure_object(Context)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def version() -> None:
+    """Print the cbm version."""
+    click.echo(f"cbm {cbm.__version__}")
+
+
+@main.command("config")
+@pass_ctx
+def show_config(ctx: Context) -> None:
+    """Show the effective settings (secrets hidden)."""
+    for name, value in ctx.settings.as_dict().items():
+        if name == "secret_key":
+            value = "(set)" if value else "(missing)"
+        elif name == "database_url":
+            value = safe_url(value)
+        click.echo(f"{name:18} {value}")
+
+
+# --- db ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Create and migrate the database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option(
+    "--no-reference", is_flag=True, help="Do not (re)load the shipped reference data afterwards."
+)
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str, no_reference: bool) -> None:
+    """Migrate the schema to REVISION, then load the reference data."""
+    from cbm.migrate import migration_status, upgrade
+
+    engine = ctx.engine
+    before = migration_status(engine).current
+    try:
+        upgrade(engine, revision)
+    except SQLAlchemyError as exc:
+        fail(f"migration failed: {exc}")
+    status = migration_status(engine)
+    if before == status.current:
+        click.echo(f"Schema already at {status.current}.")
+    else:
+        click.echo(f"Schema migrated from {before or 'empty'} to {status.current}.")
+    if not no_reference and status.is_current:
+        _load_reference(ctx)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
+    """Migrate the schema down to REVISION (e.g. -1, or base to drop everything)."""
+    from cbm.migrate import downgrade, migration_status
+
+    engine = ctx.engine
+    if not yes and not click.confirm(
+        f"Downgrade {safe_url(ctx.settings.database_url)} to {revision}? Data in dropped "
+        "tables is lost.",
+        default=False,
+    ):
+        fail("cancelled")
+    downgrade(engine, revision)
+    click.echo(f"Schema now at {migration_status(engine).current or 'base (empty)'}.")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Show the schema revision of the database and whether it is the newest."""
+    from cbm.migrate import migration_status
+
+    status = migration_status(ctx.engine)
+    click.echo(f"database: {safe_url(ctx.settings.database_url)}")
+    click.echo(f"current:  {status.current or '(empty: run cbm db upgrade)'}")
+    click.echo(f"head:     {status.head}")
+    if not status.is_current:
+        sys.exit(EXIT_NOT_MIGRATED)
+
+
+# --- reference and demo ---------------------------------------------------------------
+
+
+def _load_reference(ctx: Context) -> None:
+    from cbm.reference.loader import ReferenceDataError, load_reference
+
+    try:
+        with ctx.session() as session:
+            summary = load_reference(session)
+    except ReferenceDataError as exc:
+        fail(f"reference data: {exc}")
+    if summary.changed:
+        click.echo("Reference data loaded:")
+        for line in summary.lines():
+            click.echo(f"  {line}")
+    else:
+        click.echo("Reference data already up to date.")
+
+
+@main.group()
+def reference() -> None:
+    """The shipped reference data (States, regions, participation, rule parameters)."""
+
+
+@reference.command("load")
+@pass_ctx
+def reference_load(ctx: Context) -> None:
+    """Load the reference data files into the database (idempotent)."""
+    _load_reference(ctx)
+
+
+@main.group()
+def demo() -> None:
+    """The demo data set."""
+
+
+@demo.command("load")
+@click.option("--seed", default=2012, show_default=True, type=int, help="Random seed.")
+@pass_ctx
+def demo_load(ctx: Context, seed: int) -> None:
+    """Load a deterministic, realistic history for 2012-2025 (idempotent)."""
+    from cbm.demo.loader import DemoError, load_demo
+
+    started = time.monotonic()
+    try:
+        with ctx.session() as session:
+            summary = load_demo(session, seed=seed, progress=lambda m: click.echo(f"  {m}"))
+    except DemoError as exc:
+        fail(f"demo data rejected: {exc}")
+    click.echo(f"Demo data loaded in {time.monotonic() - started:.1f} s.")
+    for line in summary.lines():
+        click.echo(f"  {line}")
+
+
+# --- serving ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [default: CBM_HOST].")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="[default: CBM_PORT]")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=None,
+    help="Run the scheduler in this process [default: CBM_SCHEDULER].",
+)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@pass_ctx
+def serve(
+    ctx: Context, host: str | None, port: int | None, scheduler: bool | None, threads: int
+) -> None:
+    """Serve the web app (and, in the embedded default, the scheduler) in one process."""
+    from waitress import serve as waitress_serve
+
+    from cbm.scheduler import build_scheduler
+    from cbm.web import create_app
+
+    settings = ctx.settings
+    ctx.require_current_schema()
+    host = host or settings.host
+    port = port or settings.port
+    run_scheduler = settings.scheduler if scheduler is None else scheduler
+    app = create_app({"CBM_ENGINE": ctx.engine})
+    sched = None
+    if run_scheduler:
+        sched = build_scheduler(make_session_factory(ctx.engine))
+        sched.start()
+    click.echo(f"cbm {cbm.__version__} serving on http://{host}:{port}/ (Ctrl+C to stop)")
+    click.echo(f"database: {safe_url(settings.database_url)}")
+    click.echo(f"scheduler: {'running in this process' if sched else 'off'}")
+    logging.getLogger("waitress").setLevel(logging.INFO)
+    try:
+        waitress_serve(app, host=host, port=port, threads=threads, ident="cbm")
+    finally:
+        if sched is not None:
+            sched.shutdown(wait=False)
+
+
+@main.command("scheduler")
+@pass_ctx
+def scheduler_cmd(ctx: Context) -> None:
+    """Run the scheduler alone (production: beside one or more web processes)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from cbm.scheduler import build_scheduler
+
+    ctx.require_current_schema()
+    sched = build_scheduler(make_session_factory(ctx.engine), BlockingScheduler)
+    click.echo("cbm scheduler running (Ctrl+C to stop)")
+    try:
+        sched.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Reference data shipped with cbm (States, regions, regime participation, rule parameters)."""

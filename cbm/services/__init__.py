@@ -1,0 +1,36 @@
+"""The service layer: the only code that writes. Every entry point calls these functions."""
+
+from cbm.services.records import (
+    SYSTEM,
+    Actor,
+    UpsertResult,
+    state_resolver,
+    upsert_activities,
+    upsert_ceilings,
+    upsert_holdings,
+    upsert_inspections,
+    upsert_notifications,
+    upsert_observation_flights,
+    upsert_quotas,
+    upsert_records,
+    upsert_reductions,
+)
+from cbm.services.validation import RowError, StateResolver
+
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "RowError",
+    "StateResolver",
+    "UpsertResult",
+    "state_resolver",
+    "upsert_activities",
+    "upsert_ceilings",
+    "upsert_holdings",
+    "upsert_inspections",
+    "upsert_notifications",
+    "upsert_observation_flights",
+    "upsert_quotas",
+    "upsert_records",
+    "upsert_reductions",
+]

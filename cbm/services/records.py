@@ -1,0 +1,375 @@
+"""Writing contract records: validate, resolve references, upsert by natural key, audit.
+
+One function per contract file (``upsert_activities`` …) all share :func:`upsert_records`.
+It works on sets of rows: one query to find what exists per chunk of keys, bulk INSERT and
+bulk UPDATE statements, and audit events in the same transaction. Services flush; the caller
+(a request, a command, a job) commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from cbm import contract
+from cbm.contract import ContractFile
+from cbm.db import utcnow
+from cbm.models import (
+    Activity,
+    AuditEvent,
+    Inspection,
+    Notification,
+    ObservationFlight,
+    State,
+    StateAlias,
+)
+from cbm.services.validation import RowError, StateResolver, validate_rows
+
+KEY_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is writing: an analyst (``user_id``), an import run (``run_id``), or the system."""
+
+    user_id: int | None = None
+    run_id: int | None = None
+
+    @property
+    def type(self) -> str:
+        if self.run_id is not None:
+            return "import_run"
+        if self.user_id is not None:
+            return "user"
+        return "system"
+
+
+SYSTEM = Actor()
+
+
+@dataclass
+class UpsertResult:
+    """Counts and errors of one upsert call (the shape importers and forms report)."""
+
+    kind: str
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    written: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "read": self.read,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "errors": [e.__dict__ for e in self.errors],
+        }
+
+
+def state_resolver(session: Session) -> StateResolver:
+    """Codes and aliases as stored in the reference tables (so corrections need no code)."""
+    codes = session.scalars(select(State.code)).all()
+    aliases = dict(session.execute(select(StateAlias.alias, StateAlias.state_code)).all())
+    return StateResolver(codes, aliases)
+
+
+def upsert_records(
+    session: Session,
+    spec: ContractFile | str,
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+    *,
+    actor: Actor = SYSTEM,
+    all_or_nothing: bool = False,
+    first_row_number: int = 1,
+    states: StateResolver | None = None,
+) -> UpsertResult:
+    """Validate ``rows`` and write the good ones by natural key, with provenance and audit.
+
+    With ``all_or_nothing`` any error means nothing is written. Rows are numbered from
+    ``first_row_number`` in errors (an importer passes 2 for a CSV with a header line).
+    """
+    if isinstance(spec, str):
+        spec = contract.get(spec)
+    states = states or state_resolver(session)
+    validated = validate_rows(spec, rows, states, first_row_number=first_row_number)
+    result = UpsertResult(kind=spec.name, read=validated.read, errors=list(validated.errors))
+
+    good_rows, good_numbers = validated.rows, validated.row_numbers
+    ref_errors = _reference_errors(session, spec, good_rows, good_numbers)
+    if ref_errors:
+        result.errors.extend(ref_errors)
+        result.errors.sort(key=lambda e: e.row or 0)
+        refused = {e.row for e in ref_errors}
+        keep = [i for i, n in enumerate(good_numbers) if n not in refused]
+        good_rows = [good_rows[i] for i in keep]
+
+    file_level = any(e.row is None for e in result.errors)
+    rejected_rows = {e.row for e in result.errors if e.row is not None}
+    result.rejected = result.read if file_level else len(rejected_rows)
+    if result.errors and all_or_nothing:
+        result.written = False
+        return result
+
+    _write(session, spec, good_rows, actor, result)
+    return result
+
+
+def _reference_errors(
+    session: Session, spec: ContractFile, rows: Sequence[dict], numbers: Sequence[int]
+) -> list[RowError]:
+    """References between records must resolve, to stored rows or to rows of the same batch."""
+    checks: list[tuple[str, list[Any], str]] = []
+    if spec.name == "notifications":
+        checks = [
+            ("activity_id", [Activity.activity_id], "activity"),
+            ("in_reply_to", [Notification.reference], "notification"),
+            ("event_id", [Inspection.inspection_id, ObservationFlight.flight_id], "event"),
+        ]
+    elif spec.name == "reductions":
+        checks = [("verified_by", [Inspection.inspection_id], "inspection")]
+    errors: list[RowError] = []
+    for column, targets, label in checks:
+        wanted = {r[column] for r in rows if r.get(column)}
+        if not wanted:
+            continue
+        found: set[str] = set()
+        if spec.name == "notifications" and column == "in_reply_to":
+            found |= {r["reference"] for r in rows}
+        for target in targets:
+            for chunk in _chunks(sorted(wanted - found), KEY_CHUNK):
+                found |= set(session.scalars(select(target).where(target.in_(chunk))).all())
+        hint = {
+            "activity": "import the activity first",
+            "notification": "import the message it answers first, or in the same file",
+            "event": "import the inspection, evaluation visit or observation flight first",
+            "inspection": "import the inspection first",
+        }[label]
+        for row, number in zip(rows, numbers, strict=True):
+            value = row.get(column)
+            if value and value not in found:
+                errors.append(
+                    RowError(number, column, value, f"{label} '{value}' is not stored; {hint}")
+                )
+    return errors
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _existing(session: Session, table: Table, spec: ContractFile, rows: list[dict]) -> dict:
+    """Stored rows for the batch's keys, by key tuple (one query per chunk of keys)."""
+    keys = spec.key
+    cols = [table.c.id, *(table.c[c] for c in spec.columns)]
+    out: dict[tuple, dict] = {}
+    wanted = list({tuple(r[k] for k in keys) for r in rows})
+    for chunk in _chunks(wanted, KEY_CHUNK):
+        if len(keys) == 1:
+            cond = table.c[keys[0]].in_([k[0] for k in chunk])
+        else:
+            cond = tuple_(*(table.c[k] for k in keys)).in_(chunk)
+        for rec in session.execute(select(*cols).where(cond)).mappings():
+            out[tuple(rec[k] for k in keys)] = dict(rec)
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def entity_key(spec: ContractFile, row: Mapping[str, Any]) -> str:
+    """The natural key as one readable string (for the audit log and history pages)."""
+    return " / ".join(str(_json_value(row[k])) for k in spec.key)
+
+
+def _write(
+    session: Session, spec: ContractFile, rows: list[dict], actor: Actor, result: UpsertResult
+) -> None:
+    if not rows:
+        return
+    session.flush()
+    table: Table = spec.model.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    existing = _existing(session, table, spec, rows)
+    inserts: list[dict] = []
+    updates: list[dict] = []
+    audits: list[dict] = []
+    for row in rows:
+        key = tuple(row[k] for k in spec.key)
+        old = existing.get(key)
+        if old is None:
+            inserts.append(
+                {
+                    **row,
+                    "created_at": now,
+                    "updated_at": now,
+                    "created_run_id": actor.run_id,
+                    "created_by_id": actor.user_id,
+                    "set_by_run_id": actor.run_id,
+                    "set_by_user_id": actor.user_id,
+                }
+            )
+            continue
+        changes = {
+            c: [_json_value(old[c]), _json_value(row[c])]
+            for c in spec.columns
+            if old[c] != row[c]
+        }
+        if not changes:
+            result.unchanged += 1
+            continue
+        updates.append(
+            {
+                **{f"v_{c}": row[c] for c in spec.columns},
+                "v_updated_at": now,
+                "v_set_by_run_id": actor.run_id,
+                "v_set_by_user_id": actor.user_id,
+                "row_id": old["id"],
+            }
+        )
+        audits.append(
+            {
+                "occurred_at": now,
+                "actor_type": actor.type,
+                "user_id": actor.user_id,
+                "run_id": actor.run_id,
+                "action": "update",
+                "entity_type": spec.name,
+                "entity_id": old["id"],
+                "entity_key": entity_key(spec, row),
+                "changes": changes,
+            }
+        )
+    if inserts:
+        session.execute(insert(table), inserts)
+        result.inserted = len(inserts)
+        audits.extend(_creation_events(session, table, spec, inserts, actor, now))
+    if updates:
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values(
+                {
+                    c: bindparam(f"v_{c}")
+                    for c in (*spec.columns, "updated_at", "set_by_run_id", "set_by_user_id")
+                }
+            )
+        )
+        session.execute(stmt, updates, execution_options={"synchronize_session": False})
+        result.updated = len(updates)
+    if audits:
+        session.execute(insert(AuditEvent.__table__), audits)
+    session.flush()
+
+
+def _creation_events(
+    session: Session,
+    table: Table,
+    spec: ContractFile,
+    inserts: list[dict],
+    actor: Actor,
+    now: dt.datetime,
+) -> list[dict]:
+    """Audit events for new rows.
+
+    An analyst's or the system's creations get one event per row with every value. An
+    import run's creations get one summary event per run and kind: the rows themselves carry
+    ``created_run_id``, which is what history pages and run reverts read, and a
+    million-row import stays a bulk write.
+    """
+    if actor.run_id is not None:
+        return [
+            {
+                "occurred_at": now,
+                "actor_type": actor.type,
+                "user_id": actor.user_id,
+                "run_id": actor.run_id,
+                "action": "import",
+                "entity_type": spec.name,
+                "entity_id": None,
+                "entity_key": f"import run {actor.run_id}",
+                "changes": {"inserted": len(inserts)},
+            }
+        ]
+    ids = _existing(session, table, spec, inserts)
+    events = []
+    for row in inserts:
+        key = tuple(row[k] for k in spec.key)
+        events.append(
+            {
+                "occurred_at": now,
+                "actor_type": actor.type,
+                "user_id": actor.user_id,
+                "run_id": None,
+                "action": "create",
+                "entity_type": spec.name,
+                "entity_id": ids[key]["id"],
+                "entity_key": entity_key(spec, row),
+                "changes": {
+                    c: [None, _json_value(row[c])] for c in spec.columns if row[c] not in (None, "")
+                },
+            }
+        )
+    return events
+
+
+def _make(name: str):  # noqa: ANN202 - builds the public per-file functions below
+    spec = contract.get(name)
+
+    def upsert(
+        session: Session,
+        rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+        *,
+        actor: Actor = SYSTEM,
+        all_or_nothing: bool = False,
+        first_row_number: int = 1,
+        states: StateResolver | None = None,
+    ) -> UpsertResult:
+        return upsert_records(
+            session,
+            spec,
+            rows,
+            actor=actor,
+            all_or_nothing=all_or_nothing,
+            first_row_number=first_row_number,
+            states=states,
+        )
+
+    upsert.__name__ = f"upsert_{name}"
+    upsert.__qualname__ = upsert.__name__
+    upsert.__doc__ = (
+        f"Validate and write {spec.title.lower()} rows (contract file ``{name}``), "
+        f"keyed by ({', '.join(spec.key)}). See :func:`upsert_records`."
+    )
+    return upsert
+
+
+upsert_activities = _make("activities")
+upsert_notifications = _make("notifications")
+upsert_inspections = _make("inspections")
+upsert_observation_flights = _make("observation_flights")
+upsert_quotas = _make("quotas")
+upsert_holdings = _make("holdings")
+upsert_ceilings = _make("ceilings")
+upsert_reductions = _make("reductions")
