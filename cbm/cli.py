@@ -6,6 +6,7 @@ unreachable; 4 the database is not migrated to the current schema.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -51,6 +52,7 @@ class Context:
                 self._settings = load_settings()
             except ConfigError as exc:
                 fail(str(exc))
+            logging.getLogger().setLevel(self._settings.log_level)
         return self._settings
 
     @property
@@ -228,14 +230,23 @@ def demo() -> None:
 
 @demo.command("load")
 @click.option("--seed", default=2012, show_default=True, type=int, help="Random seed.")
+@click.option(
+    "--if-empty", is_flag=True, help="Do nothing when the database already holds activities."
+)
 @pass_ctx
-def demo_load(ctx: Context, seed: int) -> None:
+def demo_load(ctx: Context, seed: int, if_empty: bool) -> None:
     """Load a deterministic, realistic history for 2012-2025 (idempotent)."""
+    from sqlalchemy import exists, select
+
     from cbm.demo.loader import DemoError, load_demo
+    from cbm.models import Activity
 
     started = time.monotonic()
     try:
         with ctx.session() as session:
+            if if_empty and session.scalar(select(exists().where(Activity.id.is_not(None)))):
+                click.echo("Demo data not loaded: the database already holds records.")
+                return
             summary = load_demo(session, seed=seed, progress=lambda m: click.echo(f"  {m}"))
     except DemoError as exc:
         fail(f"demo data rejected: {exc}")
@@ -298,10 +309,8 @@ def scheduler_cmd(ctx: Context) -> None:
     ctx.require_current_schema()
     sched = build_scheduler(make_session_factory(ctx.engine), BlockingScheduler)
     click.echo("cbm scheduler running (Ctrl+C to stop)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         sched.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,12 +110,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CBM_LOG_LEVEL", _parse_log_level, "INFO", "Log level."),
     Setting(
-        "CBM_PUBLIC_DASHBOARDS",
-        _parse_bool,
-        "false",
-        "Open the dashboards read-only to anonymous visitors.",
-    ),
-    Setting(
         "CBM_MAX_UPLOAD_MB",
         _parse_int,
         "50",
@@ -136,7 +130,6 @@ class Settings:
     port: int = 5000
     scheduler: bool = True
     log_level: str = "INFO"
-    public_dashboards: bool = False
     max_upload_mb: int = 50
 
     @property
@@ -181,9 +174,7 @@ def _persistent_secret(instance_dir: Path) -> str:
     return key
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Parse the environment (``os.environ`` by default), apply overrides, and check it."""
     env = os.environ if environ is None else environ
     raw = _read(env)
@@ -195,10 +186,8 @@ def load_settings(
         "port": raw["CBM_PORT"],
         "scheduler": raw["CBM_SCHEDULER"],
         "log_level": raw["CBM_LOG_LEVEL"],
-        "public_dashboards": raw["CBM_PUBLIC_DASHBOARDS"],
         "max_upload_mb": raw["CBM_MAX_UPLOAD_MB"],
-        "database_url": raw.get("CBM_DATABASE_URL")
-        or f"sqlite:///{instance_dir / 'cbm.sqlite3'}",
+        "database_url": raw.get("CBM_DATABASE_URL") or f"sqlite:///{instance_dir / 'cbm.sqlite3'}",
         "secret_key": raw.get("CBM_SECRET_KEY", ""),
     }
     values.update(overrides)

@@ -94,6 +94,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A server that drops packets must not hang a health check or a command forever.
+    kwargs.setdefault("connect_args", {"connect_timeout": 10})
     return create_engine(url, **kwargs)
 
 
@@ -114,7 +116,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Commit on success, roll back on any error: the one transaction boundary of a job or command."""
+    """Commit on success, roll back on any error: the transaction boundary of a job or command."""
     session = factory()
     try:
         yield session

@@ -36,7 +36,9 @@ def beat(factory: sessionmaker[Session], ident: str | None = None) -> None:
     """Record that this scheduler is alive (insert or refresh its heartbeat row)."""
     ident = ident or scheduler_id()
     with session_scope(factory) as session:
-        row = session.scalar(select(SchedulerHeartbeat).where(SchedulerHeartbeat.scheduler_id == ident))
+        row = session.scalar(
+            select(SchedulerHeartbeat).where(SchedulerHeartbeat.scheduler_id == ident)
+        )
         if row is None:
             host, _, pid = ident.rpartition(":")
             session.add(

@@ -42,7 +42,9 @@ class ImportRejection(Base):
     __tablename__ = "import_rejections"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("import_runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("import_runs.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str | None] = mapped_column(String(40))
     row_number: Mapped[int | None] = mapped_column(Integer)
     column: Mapped[str | None] = mapped_column(String(100))

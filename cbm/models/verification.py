@@ -1,4 +1,5 @@
-"""Verification: VD inspections and evaluation visits, CFE inspections, Open Skies flights, quotas."""
+"""Verification: VD inspections and evaluation visits, CFE inspections, Open Skies flights,
+quotas."""
 
 from __future__ import annotations
 

@@ -271,9 +271,7 @@ def load_reference(session: Session, data_dir: Path = DATA_DIR) -> ReferenceSumm
         session, OSQuotaHolder, ("holder",), holders, delete_missing=False
     )
     t["os_airfields"] = _sync(session, OSAirfield, ("holder", "airfield"), airfields)
-    stale = [
-        h for h in session.scalars(select(OSQuotaHolder)) if h.holder not in holder_ids
-    ]
+    stale = [h for h in session.scalars(select(OSQuotaHolder)) if h.holder not in holder_ids]
     for h in stale:
         session.delete(h)
         t["os_quota_holders"].deleted += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.orm import Session
 
 from cbm import contract
@@ -29,9 +29,29 @@ from cbm.models import (
     State,
     StateAlias,
 )
+from cbm.services.bulk import bulk_insert, bulk_update_by_id
 from cbm.services.validation import RowError, StateResolver, validate_rows
 
-KEY_CHUNK = 500
+KEY_CHUNK = 2000
+PROVENANCE = (
+    "created_at",
+    "updated_at",
+    "created_run_id",
+    "created_by_id",
+    "set_by_run_id",
+    "set_by_user_id",
+)
+AUDIT_COLUMNS = (
+    "occurred_at",
+    "actor_type",
+    "user_id",
+    "run_id",
+    "action",
+    "entity_type",
+    "entity_id",
+    "entity_key",
+    "changes",
+)
 
 
 @dataclass(frozen=True)
@@ -232,20 +252,18 @@ def _write(
             )
             continue
         changes = {
-            c: [_json_value(old[c]), _json_value(row[c])]
-            for c in spec.columns
-            if old[c] != row[c]
+            c: [_json_value(old[c]), _json_value(row[c])] for c in spec.columns if old[c] != row[c]
         }
         if not changes:
             result.unchanged += 1
             continue
         updates.append(
             {
-                **{f"v_{c}": row[c] for c in spec.columns},
-                "v_updated_at": now,
-                "v_set_by_run_id": actor.run_id,
-                "v_set_by_user_id": actor.user_id,
-                "row_id": old["id"],
+                **row,
+                "updated_at": now,
+                "set_by_run_id": actor.run_id,
+                "set_by_user_id": actor.user_id,
+                "id": old["id"],
             }
         )
         audits.append(
@@ -262,25 +280,19 @@ def _write(
             }
         )
     if inserts:
-        session.execute(insert(table), inserts)
+        bulk_insert(session, table, inserts, (*spec.columns, *PROVENANCE))
         result.inserted = len(inserts)
         audits.extend(_creation_events(session, table, spec, inserts, actor, now))
     if updates:
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values(
-                {
-                    c: bindparam(f"v_{c}")
-                    for c in (*spec.columns, "updated_at", "set_by_run_id", "set_by_user_id")
-                }
-            )
+        bulk_update_by_id(
+            session,
+            table,
+            updates,
+            (*spec.columns, "updated_at", "set_by_run_id", "set_by_user_id"),
         )
-        session.execute(stmt, updates, execution_options={"synchronize_session": False})
         result.updated = len(updates)
     if audits:
-        session.execute(insert(AuditEvent.__table__), audits)
-    session.flush()
+        bulk_insert(session, AuditEvent.__table__, audits, AUDIT_COLUMNS)
 
 
 def _creation_events(
@@ -334,7 +346,7 @@ def _creation_events(
     return events
 
 
-def _make(name: str):  # noqa: ANN202 - builds the public per-file functions below
+def _make(name: str):
     spec = contract.get(name)
 
     def upsert(

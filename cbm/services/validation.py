@@ -199,14 +199,16 @@ def validate_rows(
     good = ~bad
     idx = np.flatnonzero(good)
     columns = {name: typed[name].to_numpy(dtype=object)[idx] for name in spec.columns}
-    records = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    records = [
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    ]
     if not spec.columns:
         records = []
     for rec in records:
         for k in keys:
             if rec[k] is None:
                 rec[k] = ""  # optional key parts are stored as '' so uniqueness holds
-    errors.sort(key=lambda e: (e.row or 0))
+    errors.sort(key=lambda e: e.row or 0)
     return Validated(
         rows=records,
         row_numbers=[int(x) for x in numbers[good]],
@@ -224,10 +226,14 @@ def _obj(values: Iterable[Any], index: pd.Index) -> pd.Series:
 
 def _keep(raw: pd.Series, mask: np.ndarray, convert: Any = None) -> pd.Series:
     """Values of ``raw`` where ``mask`` holds (converted), None elsewhere."""
-    return _obj(
-        ((convert(v) if convert else v) if m else None for v, m in zip(raw, mask, strict=True)),
-        raw.index,
-    )
+    arr = raw.to_numpy(dtype=object).copy()
+    mask = np.asarray(mask, dtype=bool)
+    arr[~mask] = None
+    if convert is not None and mask.any():
+        sub = np.empty(int(mask.sum()), dtype=object)
+        sub[:] = [convert(v) for v in arr[mask]]
+        arr[mask] = sub
+    return pd.Series(arr, index=raw.index, dtype=object)
 
 
 def _key_part(value: Any) -> Any:
@@ -302,9 +308,7 @@ def _parse(
         return series, ~ok, date_reason
     if t == contract.TIMESTAMP:
         shape = raw.str.fullmatch(_TS_RE).to_numpy(dtype=bool)
-        parsed = pd.to_datetime(
-            raw.where(shape, None), utc=True, format="ISO8601", errors="coerce"
-        )
+        parsed = pd.to_datetime(raw.where(shape, None), utc=True, format="ISO8601", errors="coerce")
         ok = shape & parsed.notna().to_numpy()
         series = none.copy()
         if ok.any():
@@ -312,9 +316,7 @@ def _parse(
 
         def ts_reason(v: str, _i: int) -> str:
             if re.fullmatch(_TS_NOZONE_RE, v):
-                return (
-                    f"timestamp '{v}' has no time zone; add Z (UTC) or an offset such as +01:00"
-                )
+                return f"timestamp '{v}' has no time zone; add Z (UTC) or an offset such as +01:00"
             if re.fullmatch(_TS_RE, v):
                 return f"'{v}' is not a real date and time"
             return f"'{v}' is not an ISO 8601 timestamp such as 2024-03-01T09:30:00Z"
@@ -326,8 +328,10 @@ def _parse(
         return (
             codes,
             ~ok,
-            lambda v, _i: f"'{v}' is not a known participating State (use an ISO 3166 "
-            "alpha-3 code such as DEU, or a known name)",
+            lambda v, _i: (
+                f"'{v}' is not a known participating State (use an ISO 3166 "
+                "alpha-3 code such as DEU, or a known name)"
+            ),
         )
     if t in (contract.STATES, contract.RECIPIENTS):
         allow_all = t == contract.RECIPIENTS
@@ -402,8 +406,10 @@ def _cross_checks(spec: ContractFile, frame: pd.DataFrame, typed: dict, reject: 
         reject(
             mismatch,
             "kind",
-            lambda v, i: f"kind '{v}' does not belong to regime {regime.iat[i]} "
-            f"(allowed: {', '.join(kinds[regime.iat[i]])})",
+            lambda v, i: (
+                f"kind '{v}' does not belong to regime {regime.iat[i]} "
+                f"(allowed: {', '.join(kinds[regime.iat[i]])})"
+            ),
         )
     if spec.name == "quotas":
         kind, counterpart = typed["kind"], typed["counterpart"]

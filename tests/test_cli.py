@@ -1,0 +1,88 @@
+"""The `cbm` command, run as a real process against real databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CBM = [sys.executable, "-m", "cbm.cli"]
+
+
+def run(args: list[str], env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CBM_")}
+    full.update(env)
+    return subprocess.run(
+        [*CBM, *args], env=full, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CBM_INSTANCE_DIR": str(tmp_path)}
+
+
+def test_help_lists_the_commands(env: dict[str, str]) -> None:
+    out = run(["--help"], env)
+    assert out.returncode == 0
+    for command in ("db", "reference", "demo", "serve", "version", "scheduler"):
+        assert f"  {command}" in out.stdout
+    for sub in (["db", "--help"], ["reference", "--help"], ["demo", "--help"], ["serve", "-h"]):
+        result = run(sub, env)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_version(env: dict[str, str]) -> None:
+    import cbm
+
+    out = run(["version"], env)
+    assert out.returncode == 0 and out.stdout.strip() == f"cbm {cbm.__version__}"
+
+
+def test_not_migrated_database_is_reported_with_the_fix(env: dict[str, str]) -> None:
+    out = run(["db", "current"], env)
+    assert out.returncode == 4
+    assert "run cbm db upgrade" in out.stdout
+    out = run(["reference", "load"], env)
+    assert out.returncode == 4
+    assert "is not migrated" in out.stderr and "Run: cbm db upgrade" in out.stderr
+
+
+def test_upgrade_is_idempotent_and_loads_reference(env: dict[str, str]) -> None:
+    first = run(["db", "upgrade"], env)
+    assert first.returncode == 0, first.stderr
+    assert "Schema migrated from empty to" in first.stdout
+    assert "states: 57 inserted" in first.stdout
+    second = run(["db", "upgrade"], env)
+    assert second.returncode == 0
+    assert "Schema already at" in second.stdout
+    assert "Reference data already up to date." in second.stdout
+    current = run(["db", "current"], env)
+    assert current.returncode == 0 and "head:" in current.stdout
+    down = run(["db", "downgrade", "base", "--yes"], env)
+    assert down.returncode == 0 and "base (empty)" in down.stdout
+    assert run(["db", "current"], env).returncode == 4
+
+
+def test_unreachable_database_exit_code(env: dict[str, str]) -> None:
+    env = {**env, "CBM_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    out = run(["db", "current"], env)
+    assert out.returncode == 3
+    assert "cannot reach the database" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_setting_exit_code(env: dict[str, str]) -> None:
+    out = run(["db", "current"], {**env, "CBM_PORT": "eighty"})
+    assert out.returncode == 1
+    assert "CBM_PORT='eighty' is not valid" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_config_hides_secrets(env: dict[str, str]) -> None:
+    out = run(["config"], {**env, "CBM_SECRET_KEY": "supersecretvalue"})
+    assert out.returncode == 0
+    assert "supersecretvalue" not in out.stdout and "(set)" in out.stdout
