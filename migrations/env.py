@@ -26,7 +26,7 @@ def _url() -> str:
     return load_settings().database_url
 
 
-def _skip_empty(context_, revision, directives) -> None:  # noqa: ANN001 - Alembic hook signature
+def _skip_empty(context_, revision, directives) -> None:
     if config.cmd_opts is not None and getattr(config.cmd_opts, "autogenerate", False):
         script = directives[0]
         if script.upgrade_ops.is_empty():
@@ -34,7 +34,7 @@ def _skip_empty(context_, revision, directives) -> None:  # noqa: ANN001 - Alemb
             print("No changes in the schema: no revision written.")
 
 
-def _configure(connection) -> None:  # noqa: ANN001
+def _configure(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -125,7 +125,7 @@ def connection(engine: Engine) -> Iterator:
 
 
 @pytest.fixture()
-def session_factory(connection) -> sessionmaker[Session]:  # noqa: ANN001
+def session_factory(connection) -> sessionmaker[Session]:
     """Sessions whose commits become SAVEPOINT releases inside the test's transaction."""
     return sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
@@ -159,5 +159,5 @@ def app(session_factory: sessionmaker[Session], engine: Engine, db_url: str, tmp
 
 
 @pytest.fixture()
-def client(app):  # noqa: ANN001
+def client(app):
     return app.test_client()
