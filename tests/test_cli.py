@@ -86,3 +86,59 @@ def test_config_hides_secrets(env: dict[str, str]) -> None:
     out = run(["config"], {**env, "CBM_SECRET_KEY": "supersecretvalue"})
     assert out.returncode == 0
     assert "supersecretvalue" not in out.stdout and "(set)" in out.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_runs_the_web_app_and_the_scheduler(env: dict[str, str]) -> None:
+    import json
+    import time
+    import urllib.request
+
+    from sqlalchemy import create_engine, text
+
+    assert run(["db", "upgrade"], env).returncode == 0
+    port = _free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CBM_")}
+    full.update(env)
+    proc = subprocess.Popen(
+        [*CBM, "serve", "--port", str(port)],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    body = json.loads(r.read())
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None, "server did not answer"
+        assert body["status"] == "ok" and body["migrations"]["is_current"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            page = r.read().decode()
+        assert "No records yet" in page
+        # The in-process scheduler has written its heartbeat.
+        db = create_engine(f"sqlite:///{env['CBM_INSTANCE_DIR']}/cbm.sqlite3")
+        seen = 0
+        while time.monotonic() < deadline and not seen:
+            with db.connect() as conn:
+                seen = conn.execute(text("SELECT count(*) FROM scheduler_heartbeats")).scalar()
+            time.sleep(0.2)
+        db.dispose()
+        assert seen == 1
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert f"serving on http://127.0.0.1:{port}/" in out
