@@ -131,13 +131,17 @@ def upsert_records(
     result = UpsertResult(kind=spec.name, read=validated.read, errors=list(validated.errors))
 
     good_rows, good_numbers = validated.rows, validated.row_numbers
-    ref_errors = _reference_errors(session, spec, good_rows, good_numbers)
-    if ref_errors:
+    # Repeat until stable: refusing a row may leave a reply in the same batch dangling.
+    while True:
+        ref_errors = _reference_errors(session, spec, good_rows, good_numbers)
+        if not ref_errors:
+            break
         result.errors.extend(ref_errors)
-        result.errors.sort(key=lambda e: e.row or 0)
         refused = {e.row for e in ref_errors}
         keep = [i for i, n in enumerate(good_numbers) if n not in refused]
         good_rows = [good_rows[i] for i in keep]
+        good_numbers = [good_numbers[i] for i in keep]
+    result.errors.sort(key=lambda e: e.row or 0)
 
     file_level = any(e.row is None for e in result.errors)
     rejected_rows = {e.row for e in result.errors if e.row is not None}
@@ -182,7 +186,9 @@ def _reference_errors(
         }[label]
         for row, number in zip(rows, numbers, strict=True):
             value = row.get(column)
-            if value and value not in found:
+            if column == "in_reply_to" and value and value == row.get("reference"):
+                errors.append(RowError(number, column, value, "a message cannot answer itself"))
+            elif value and value not in found:
                 errors.append(
                     RowError(number, column, value, f"{label} '{value}' is not stored; {hint}")
                 )

@@ -20,11 +20,19 @@ from cbm import contract, vocab
 from cbm.contract import ContractFile
 
 MAX_INT = 2_147_483_647
-_INT_RE = r"^\d+$"
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+# [0-9], not \d: the contract means ASCII digits, and \d also matches Arabic-Indic or
+# full-width digits.
+_INT_RE = r"^[0-9]+$"
+_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # ISO 8601 date and time with an explicit zone: Z or ±HH:MM (±HHMM and ±HH accepted).
-_TS_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
-_TS_NOZONE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
+_D = "[0-9]"
+_TS_RE = (
+    rf"^{_D}{{4}}-{_D}{{2}}-{_D}{{2}}[Tt ]{_D}{{2}}:{_D}{{2}}(:{_D}{{2}}(\.{_D}{{1,9}})?)?"
+    rf"(Z|z|[+-]{_D}{{2}}(:?{_D}{{2}})?)$"
+)
+_TS_NOZONE_RE = (
+    rf"^{_D}{{4}}-{_D}{{2}}-{_D}{{2}}([Tt ]{_D}{{2}}:{_D}{{2}}(:{_D}{{2}}(\.{_D}{{1,9}})?)?)?$"
+)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -125,6 +133,8 @@ def validate_rows(
     """Check rows against the contract; return typed good rows and every error found."""
     frame = to_frame(rows)
     n = len(frame)
+    if n == 0:
+        return Validated(rows=[], row_numbers=[], errors=[], read=0)
     numbers = np.arange(first_row_number, first_row_number + n)
     errors: list[RowError] = []
     bad = np.zeros(n, dtype=bool)
@@ -181,11 +191,24 @@ def validate_rows(
     _cross_checks(spec, frame, typed, reject)
 
     keys = list(spec.key)
-    key_frame = pd.DataFrame({k: typed[k].map(_key_part) for k in keys})
-    dup = key_frame.duplicated(keep=False).to_numpy() & ~bad
+    # A key part that failed to parse is compared by its raw text, so two different bad
+    # values never look equal to each other or to an empty part.
+    key_frame = pd.DataFrame(
+        {
+            k: [
+                _key_part(v) if v is not None else (f"?{r}" if r else "")
+                for v, r in zip(typed[k], frame[k], strict=True)
+            ]
+            for k in keys
+        }
+    )
+    # Every row with the same key counts, refused or not (the file is ambiguous about that
+    # key), but only rows not already refused get the duplicate error.
+    in_group = key_frame.duplicated(keep=False).to_numpy()
+    dup = in_group & ~bad
     if dup.any():
         groups: dict[tuple, list[int]] = {}
-        for i in np.flatnonzero(dup):
+        for i in np.flatnonzero(in_group):
             groups.setdefault(tuple(key_frame.iloc[i]), []).append(int(numbers[i]))
 
         def dup_reason(_value: Any, i: int) -> str:
@@ -308,11 +331,13 @@ def _parse(
         return series, ~ok, date_reason
     if t == contract.TIMESTAMP:
         shape = raw.str.fullmatch(_TS_RE).to_numpy(dtype=bool)
-        parsed = pd.to_datetime(raw.where(shape, None), utc=True, format="ISO8601", errors="coerce")
+        canonical = raw.where(shape, None).str.upper()  # 't'/'z' are ISO 8601 too
+        parsed = pd.to_datetime(canonical, utc=True, format="ISO8601", errors="coerce")
+        parsed = parsed.dt.floor("us")  # Python datetimes hold microseconds
         ok = shape & parsed.notna().to_numpy()
         series = none.copy()
         if ok.any():
-            series[ok] = [ts.to_pydatetime() for ts in parsed[ok]]
+            series[ok] = list(parsed[ok].dt.to_pydatetime())
 
         def ts_reason(v: str, _i: int) -> str:
             if re.fullmatch(_TS_NOZONE_RE, v):
@@ -340,6 +365,8 @@ def _parse(
             if allow_all and v.strip().upper() == "ALL":
                 return "ALL"
             parts = re.split(r"[\s,;]+", v.strip())
+            if allow_all and any(p.upper() == "ALL" for p in parts):
+                return None
             out = []
             for p in parts:
                 code = states.resolve(p)
@@ -353,6 +380,8 @@ def _parse(
         ok = series.notna().to_numpy()
 
         def states_reason(v: str, _i: int) -> str:
+            if allow_all and any(p.upper() == "ALL" for p in re.split(r"[\s,;]+", v.strip())):
+                return "ALL stands alone; it cannot be combined with States"
             unknown = [p for p in re.split(r"[\s,;]+", v.strip()) if states.resolve(p) is None]
             prefix = "ALL or " if allow_all else ""
             return (
@@ -413,7 +442,8 @@ def _cross_checks(spec: ContractFile, frame: pd.DataFrame, typed: dict, reject: 
         )
     if spec.name == "quotas":
         kind, counterpart = typed["kind"], typed["counterpart"]
-        active_without = ((kind == "active") & counterpart.isna()).to_numpy()
+        blank = (frame["counterpart"] == "").to_numpy()
+        active_without = (kind == "active").to_numpy() & blank
         passive_with = ((kind == "passive") & counterpart.notna()).to_numpy()
         reject(active_without, "counterpart", "an active quota needs the counterpart State")
         reject(passive_with, "counterpart", "a passive quota has no counterpart; leave it empty")
