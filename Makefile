@@ -25,6 +25,7 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/cbm db upgrade
+	$(BIN)/cbm user ensure-admin
 	$(BIN)/cbm demo load --if-empty
 	$(BIN)/cbm serve
 

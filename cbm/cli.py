@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import Engine
@@ -253,6 +253,145 @@ def demo_load(ctx: Context, seed: int, if_empty: bool) -> None:
     click.echo(f"Demo data loaded in {time.monotonic() - started:.1f} s.")
     for line in summary.lines():
         click.echo(f"  {line}")
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts. Roles: viewer < analyst < admin."""
+
+
+def _account_call(ctx: Context, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from cbm.services.accounts import AccountError
+
+    try:
+        with ctx.session() as session:
+            return fn(session, *args, **kwargs)
+    except AccountError as exc:
+        fail(str(exc))
+
+
+def _read_password(from_stdin: bool) -> str | None:
+    if not from_stdin:
+        return None
+    value = sys.stdin.readline().rstrip("\n")
+    return value or None
+
+
+@user.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "analyst", "admin"]),
+    default="viewer",
+    show_default=True,
+)
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_ctx
+def user_add(
+    ctx: Context, username: str, role: str, display_name: str, password_stdin: bool
+) -> None:
+    """Create an account; without --password-stdin a password is generated and shown once."""
+    from cbm.services.accounts import create_user, generate_password
+
+    given = _read_password(password_stdin)
+    password = given or generate_password()
+    _account_call(ctx, create_user, username, password, role, display_name=display_name)
+    click.echo(f"Created {role} account '{username.strip().lower()}'.")
+    if not given:
+        click.echo(f"Password (shown once): {password}")
+
+
+@user.command("list")
+@pass_ctx
+def user_list(ctx: Context) -> None:
+    """List the accounts."""
+    from sqlalchemy import select
+
+    from cbm.models import User
+
+    with ctx.session() as session:
+        users = session.scalars(select(User).order_by(User.username)).all()
+        if not users:
+            click.echo("No accounts. Create one with: cbm user add NAME --role admin")
+            return
+        click.echo(f"{'username':24} {'role':8} {'status':9} last sign-in")
+        for u in users:
+            last = u.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if u.last_login_at else "never"
+            status = "active" if u.active else "disabled"
+            click.echo(f"{u.username:24} {u.role:8} {status:9} {last}")
+
+
+@user.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["viewer", "analyst", "admin"]))
+@pass_ctx
+def user_set_role(ctx: Context, username: str, role: str) -> None:
+    """Change an account's role (its sessions end)."""
+    from cbm.services.accounts import set_role
+
+    _account_call(ctx, set_role, username, role)
+    click.echo(f"'{username}' is now {role}.")
+
+
+@user.command("disable")
+@click.argument("username")
+@pass_ctx
+def user_disable(ctx: Context, username: str) -> None:
+    """Disable an account and end its sessions (its history is kept)."""
+    from cbm.services.accounts import set_active
+
+    _account_call(ctx, set_active, username, False)
+    click.echo(f"'{username}' is disabled.")
+
+
+@user.command("enable")
+@click.argument("username")
+@pass_ctx
+def user_enable(ctx: Context, username: str) -> None:
+    """Enable a disabled account."""
+    from cbm.services.accounts import set_active
+
+    _account_call(ctx, set_active, username, True)
+    click.echo(f"'{username}' is enabled.")
+
+
+@user.command("reset-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@pass_ctx
+def user_reset_password(ctx: Context, username: str, password_stdin: bool) -> None:
+    """Set a new password (generated unless given) and end the account's sessions."""
+    from cbm.services.accounts import reset_password
+
+    given = _read_password(password_stdin)
+    password = _account_call(ctx, reset_password, username, given)
+    click.echo(f"Password of '{username}' reset; its sessions have ended.")
+    if not given:
+        click.echo(f"New password (shown once): {password}")
+
+
+@user.command("ensure-admin")
+@pass_ctx
+def user_ensure_admin(ctx: Context) -> None:
+    """On an instance with no accounts, create 'admin' and print its password once."""
+    from cbm.services.accounts import ensure_admin
+
+    password = _account_call(ctx, ensure_admin)
+    if password is None:
+        click.echo("Accounts exist already: no administrator created.")
+        return
+    bar = "=" * 72
+    click.echo(bar)
+    click.echo("Created the first administrator account.")
+    click.echo("  username: admin")
+    click.echo(f"  password: {password}")
+    click.echo("This password is shown once. Keep it safe; reset it any time with")
+    click.echo("  cbm user reset-password admin")
+    click.echo(bar)
 
 
 # --- serving ----------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def _parse_database_url(raw: str) -> str:
     return value
 
 
+def _parse_storage(raw: str) -> str:
+    value = raw.strip()
+    if not (value == "memory://" or value.startswith(("redis://", "rediss://"))):
+        raise ValueError("expected memory:// or a redis:// URL")
+    return value
+
+
 def _parse_str(raw: str) -> str:
     return raw.strip()
 
@@ -110,6 +117,26 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CBM_LOG_LEVEL", _parse_log_level, "INFO", "Log level."),
     Setting(
+        "CBM_PUBLIC_DASHBOARDS",
+        _parse_bool,
+        "false",
+        "Open the dashboards read-only to anonymous visitors (everything else still needs "
+        "a login).",
+    ),
+    Setting(
+        "CBM_RATELIMIT_STORAGE",
+        _parse_storage,
+        "memory://",
+        "Where sign-in attempts are counted. `memory://` counts per process; with several "
+        "web processes use `redis://127.0.0.1:6379`.",
+    ),
+    Setting(
+        "CBM_SESSION_HOURS",
+        _parse_int,
+        "12",
+        "How long a sign-in lasts, in hours.",
+    ),
+    Setting(
         "CBM_MAX_UPLOAD_MB",
         _parse_int,
         "50",
@@ -131,6 +158,9 @@ class Settings:
     scheduler: bool = True
     log_level: str = "INFO"
     max_upload_mb: int = 50
+    public_dashboards: bool = False
+    ratelimit_storage: str = "memory://"
+    session_hours: int = 12
 
     @property
     def is_sqlite(self) -> bool:
@@ -187,6 +217,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "scheduler": raw["CBM_SCHEDULER"],
         "log_level": raw["CBM_LOG_LEVEL"],
         "max_upload_mb": raw["CBM_MAX_UPLOAD_MB"],
+        "public_dashboards": raw["CBM_PUBLIC_DASHBOARDS"],
+        "ratelimit_storage": raw["CBM_RATELIMIT_STORAGE"],
+        "session_hours": raw["CBM_SESSION_HOURS"],
         "database_url": raw.get("CBM_DATABASE_URL") or f"sqlite:///{instance_dir / 'cbm.sqlite3'}",
         "secret_key": raw.get("CBM_SECRET_KEY", ""),
     }

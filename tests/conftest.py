@@ -161,3 +161,52 @@ def app(session_factory: sessionmaker[Session], engine: Engine, db_url: str, tmp
 @pytest.fixture()
 def client(app):
     return app.test_client()
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+def csrf_token_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def login(client, username: str, password: str = PASSWORD):
+    """Sign in through the real form (CSRF token included); returns the response."""
+    page = client.get("/login")
+    token = csrf_token_from(page.get_data(as_text=True))
+    return client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+
+
+@pytest.fixture()
+def make_user(session: Session):
+    """Create an account through the service: ``make_user("analyst")`` → the User."""
+    from cbm.services.accounts import create_user
+
+    def make(role: str = "viewer", username: str | None = None, password: str = PASSWORD):
+        user = create_user(session, username or f"{role}-user", password, role)
+        session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture()
+def signed_in(app, make_user):
+    """``signed_in("analyst")`` → a new test client signed in with an account of that role."""
+
+    def sign_in(role: str = "viewer", username: str | None = None):
+        user = make_user(role, username or f"{role}-{uuid.uuid4().hex[:6]}")
+        client = app.test_client()
+        response = login(client, user.username)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return sign_in

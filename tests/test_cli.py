@@ -126,7 +126,24 @@ def test_serve_runs_the_web_app_and_the_scheduler(env: dict[str, str]) -> None:
                 time.sleep(0.2)
         assert body is not None, "server did not answer"
         assert body["status"] == "ok" and body["migrations"]["is_current"] is True
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+        # Pages need a sign-in: the overview redirects to the sign-in page...
+        import http.cookiejar
+        import re
+        import urllib.parse
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with opener.open(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            page = r.read().decode()
+            assert r.url.startswith(f"http://127.0.0.1:{port}/login")
+        # ...and the first administrator, created by `cbm user ensure-admin`, gets in.
+        made = run(["user", "ensure-admin"], env)
+        password = re.search(r"password: (\S+)", made.stdout).group(1)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {"username": "admin", "password": password, "csrf_token": token}
+        ).encode()
+        with opener.open(f"http://127.0.0.1:{port}/login", data=form, timeout=5) as r:
             page = r.read().decode()
         assert "No records yet" in page
         # The in-process scheduler has written its heartbeat.

@@ -19,6 +19,7 @@ from cbm.config import load_settings
 from cbm.migrate import head_revision
 from cbm.models import Activity, Inspection, Notification, Quota, Region, State
 from cbm.web import SECURITY_HEADERS, create_app, db_session, format_number, web_state
+from cbm.web.auth import public
 
 STATIC_DIR = Path(cbm.__file__).parent / "web" / "static"
 
@@ -158,6 +159,23 @@ def own_app(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 # --------------------------------------------------------------------------------------
 # factory
 # --------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def client(signed_in: Callable[..., FlaskClient]) -> FlaskClient:
+    """Pages need a signed-in user; these tests are about the app shell, so a viewer."""
+    return signed_in("viewer")
+
+
+def _sign_in_attempt(app: Flask):
+    """POST the sign-in form (with its CSRF token): the first request that needs the DB."""
+    from conftest import csrf_token_from
+
+    client = app.test_client()
+    page = client.get("/login")
+    assert page.status_code == 200
+    token = csrf_token_from(page.get_data(as_text=True))
+    return client.post("/login", data={"username": "x", "password": "y", "csrf_token": token})
 
 
 def test_factory_derives_flask_config_from_settings(app: Flask) -> None:
@@ -346,7 +364,7 @@ def test_overview_on_an_unmigrated_database_says_run_upgrade(
     own_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     app = own_app(f"sqlite:///{tmp_path}/empty.sqlite3")
-    response = app.test_client().get("/")
+    response = _sign_in_attempt(app)
     assert response.status_code == 503
     assert response.mimetype == "text/html"
     html = response.get_data(as_text=True)
@@ -361,7 +379,7 @@ def test_overview_on_an_unreachable_database_says_so(
     own_app: Callable[..., Flask], tmp_path: Path
 ) -> None:
     app = own_app(f"sqlite:///{tmp_path}/no/such/dir/cbm.sqlite3")
-    response = app.test_client().get("/")
+    response = _sign_in_attempt(app)
     assert response.status_code == 503
     html = response.get_data(as_text=True)
     assert "database is unreachable" in html
@@ -372,6 +390,7 @@ def test_database_errors_under_api_are_json(own_app: Callable[..., Flask], tmp_p
     app = own_app(f"sqlite:///{tmp_path}/empty.sqlite3")
 
     @app.get("/api/v1/things")
+    @public
     def things() -> dict:
         db_session().execute(select(Region.code)).all()
         return {}
@@ -389,7 +408,9 @@ def test_database_errors_under_api_are_json(own_app: Callable[..., Flask], tmp_p
 # --------------------------------------------------------------------------------------
 
 
-def test_request_commits_on_success_and_rolls_back_on_error(app: Flask, session: Session) -> None:
+def test_request_commits_on_success_and_rolls_back_on_error(
+    app: Flask, session: Session, signed_in: Callable[..., FlaskClient]
+) -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     def add_region(code: str) -> None:
@@ -411,7 +432,8 @@ def test_request_commits_on_success_and_rolls_back_on_error(app: Flask, session:
         add_region("zz_boom")
         raise RuntimeError("boom")
 
-    client = app.test_client()
+    app.config["WTF_CSRF_ENABLED"] = False  # test-only routes; CSRF has its own tests
+    client = signed_in("viewer")
     assert client.post("/_test/ok").status_code == 200
     assert client.post("/_test/bad-request").status_code == 400
     assert client.post("/_test/boom").status_code == 500
@@ -420,7 +442,9 @@ def test_request_commits_on_success_and_rolls_back_on_error(app: Flask, session:
     assert stored == {"zz_ok"}
 
 
-def test_a_failed_commit_is_an_error_page_not_a_success(app: Flask, session: Session) -> None:
+def test_a_failed_commit_is_an_error_page_not_a_success(
+    app: Flask, session: Session, signed_in: Callable[..., FlaskClient]
+) -> None:
     """The commit runs before the response leaves, so the user never sees 200 for lost data."""
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
@@ -430,7 +454,8 @@ def test_a_failed_commit_is_an_error_page_not_a_success(app: Flask, session: Ses
         db_session().add(State(code="ZZZ", name="Germany", region_code="central_europe"))
         return "looks fine"
 
-    response = app.test_client().post("/_test/duplicate")
+    app.config["WTF_CSRF_ENABLED"] = False  # test-only route; CSRF has its own tests
+    response = signed_in("viewer").post("/_test/duplicate")
     assert response.status_code == 500
     assert "looks fine" not in response.get_data(as_text=True)
     assert session.get(State, "ZZZ") is None
@@ -481,12 +506,14 @@ def test_healthz_405_is_json(client: FlaskClient) -> None:
     ("code", "phrase"),
     [(400, "could not be understood"), (403, "permission"), (413, "50 MiB")],
 )
-def test_other_error_pages(app: Flask, code: int, phrase: str) -> None:
+def test_other_error_pages(
+    app: Flask, code: int, phrase: str, signed_in: Callable[..., FlaskClient]
+) -> None:
     @app.get("/_test/abort")
     def aborting() -> str:
         abort(code)
 
-    response = app.test_client().get("/_test/abort")
+    response = signed_in().get("/_test/abort")
     assert response.status_code == code
     html = response.get_data(as_text=True)
     assert phrase in html
@@ -494,7 +521,9 @@ def test_other_error_pages(app: Flask, code: int, phrase: str) -> None:
     assert_csp_clean(html)
 
 
-def test_abort_with_a_description_shows_it(app: Flask) -> None:
+def test_abort_with_a_description_shows_it(
+    app: Flask, signed_in: Callable[..., FlaskClient]
+) -> None:
     @app.get("/_test/custom")
     def custom() -> str:
         abort(400, "The file has no header row.")
@@ -503,7 +532,7 @@ def test_abort_with_a_description_shows_it(app: Flask) -> None:
     def api_custom() -> str:
         abort(400, "The file has no header row.")
 
-    client = app.test_client()
+    client = signed_in()
     assert "The file has no header row." in client.get("/_test/custom").get_data(as_text=True)
     assert client.get("/api/_test/custom").get_json() == {
         "code": 400,
@@ -512,7 +541,7 @@ def test_abort_with_a_description_shows_it(app: Flask) -> None:
     }
 
 
-def test_upload_over_the_limit_is_413(app: Flask) -> None:
+def test_upload_over_the_limit_is_413(app: Flask, signed_in: Callable[..., FlaskClient]) -> None:
     app.config["MAX_CONTENT_LENGTH"] = 1024
 
     @app.post("/_test/upload")
@@ -521,12 +550,12 @@ def test_upload_over_the_limit_is_413(app: Flask) -> None:
 
         return str(len(request.form))
 
-    response = app.test_client().post("/_test/upload", data={"f": "x" * 4096})
+    response = signed_in().post("/_test/upload", data={"f": "x" * 4096})
     assert response.status_code == 413
     assert "larger than the limit" in response.get_data(as_text=True)
 
 
-def test_500_page_html_and_json(app: Flask) -> None:
+def test_500_page_html_and_json(app: Flask, signed_in: Callable[..., FlaskClient]) -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = False
 
     @app.get("/_test/crash")
@@ -537,7 +566,7 @@ def test_500_page_html_and_json(app: Flask) -> None:
     def api_crash() -> str:
         raise RuntimeError("secret detail")
 
-    client = app.test_client()
+    client = signed_in()
     response = client.get("/_test/crash")
     assert response.status_code == 500
     html = response.get_data(as_text=True)

@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 import cbm
 from cbm.config import Settings, load_settings
+from cbm.web.auth import init_auth
 from cbm.web.database import db_session, get_engine, init_db, web_state
 from cbm.web.errors import init_errors
 
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = init_config(app, config)
     init_db(app, settings, config)
     init_templates(app)
+    init_auth(app)
     init_blueprints(app)
     init_errors(app)
     init_security(app)
@@ -78,6 +80,8 @@ def init_config(app: Flask, config: dict[str, Any]) -> Settings:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.is_production,
+        SESSION_COOKIE_NAME="cbm_session",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.session_hours),
     )
     app.config.update(
         {k: v for k, v in config.items() if k not in {"CBM_ENGINE", "CBM_SESSION_FACTORY"}}
@@ -119,15 +123,22 @@ def init_security(app: Flask) -> None:
         return response
 
 
-def register_nav(app: Flask, endpoint: str, label: str) -> None:
-    """Add a page to the main navigation; blueprints of later issues call this."""
-    web_state(app).nav.append((endpoint, label))
+def register_nav(app: Flask, endpoint: str, label: str, role: str = "viewer") -> None:
+    """Add a page to the main navigation (shown to users with ``role`` or above)."""
+    web_state(app).nav.append((endpoint, label, role))
 
 
 def _nav_items() -> list[dict[str, Any]]:
+    current = request.endpoint or ""
     return [
-        {"endpoint": endpoint, "label": label, "active": request.endpoint == endpoint}
-        for endpoint, label in web_state().nav
+        {
+            "endpoint": endpoint,
+            "label": label,
+            "role": role,
+            "active": current == endpoint
+            or current.split(".")[0] == endpoint.split(".")[0] != "main",
+        }
+        for endpoint, label, role in web_state().nav
     ]
 
 

@@ -27,7 +27,7 @@ class WebState:
 
     engine: Engine
     session_factory: sessionmaker[Session]
-    nav: list[tuple[str, str]] = field(default_factory=list)
+    nav: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def web_state(app: Flask | None = None) -> WebState:
