@@ -3,7 +3,9 @@
 from cbm.services.records import (
     SYSTEM,
     Actor,
+    DeleteRefused,
     UpsertResult,
+    delete_record,
     state_resolver,
     upsert_activities,
     upsert_ceilings,
@@ -20,9 +22,11 @@ from cbm.services.validation import RowError, StateResolver
 __all__ = [
     "SYSTEM",
     "Actor",
+    "DeleteRefused",
     "RowError",
     "StateResolver",
     "UpsertResult",
+    "delete_record",
     "state_resolver",
     "upsert_activities",
     "upsert_ceilings",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Table, delete, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from cbm import contract
@@ -26,6 +26,7 @@ from cbm.models import (
     Inspection,
     Notification,
     ObservationFlight,
+    Reduction,
     State,
     StateAlias,
 )
@@ -33,6 +34,7 @@ from cbm.services.bulk import bulk_insert, bulk_update_by_id
 from cbm.services.validation import RowError, StateResolver, validate_rows
 
 KEY_CHUNK = 2000
+MODES = ("upsert", "create", "update")
 PROVENANCE = (
     "created_at",
     "updated_at",
@@ -118,12 +120,18 @@ def upsert_records(
     all_or_nothing: bool = False,
     first_row_number: int = 1,
     states: StateResolver | None = None,
+    mode: str = "upsert",
 ) -> UpsertResult:
     """Validate ``rows`` and write the good ones by natural key, with provenance and audit.
 
     With ``all_or_nothing`` any error means nothing is written. Rows are numbered from
     ``first_row_number`` in errors (an importer passes 2 for a CSV with a header line).
+    ``mode`` is ``upsert`` (importers), ``create`` (a key that exists is an error: a form
+    adding a record) or ``update`` (a key that does not exist is an error: a form
+    correcting one).
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
     if isinstance(spec, str):
         spec = contract.get(spec)
     states = states or state_resolver(session)
@@ -141,6 +149,39 @@ def upsert_records(
         keep = [i for i, n in enumerate(good_numbers) if n not in refused]
         good_rows = [good_rows[i] for i in keep]
         good_numbers = [good_numbers[i] for i in keep]
+    existing: dict[tuple, dict] = {}
+    if good_rows:
+        session.flush()
+        existing = _existing(session, spec.model.__table__, spec, good_rows)
+    if mode != "upsert" and good_rows:
+        mode_errors = []
+        for row, number in zip(good_rows, good_numbers, strict=True):
+            found = tuple(row[k] for k in spec.key) in existing
+            if mode == "create" and found:
+                mode_errors.append(
+                    RowError(
+                        number,
+                        spec.key[0],
+                        row[spec.key[0]],
+                        f"a record with this key ({entity_key(spec, row)}) already exists; "
+                        "edit it instead",
+                    )
+                )
+            elif mode == "update" and not found:
+                mode_errors.append(
+                    RowError(
+                        number,
+                        spec.key[0],
+                        row[spec.key[0]],
+                        f"no record with this key ({entity_key(spec, row)}) is stored",
+                    )
+                )
+        if mode_errors:
+            result.errors.extend(mode_errors)
+            refused = {e.row for e in mode_errors}
+            keep = [i for i, n in enumerate(good_numbers) if n not in refused]
+            good_rows = [good_rows[i] for i in keep]
+            good_numbers = [good_numbers[i] for i in keep]
     result.errors.sort(key=lambda e: e.row or 0)
 
     file_level = any(e.row is None for e in result.errors)
@@ -150,7 +191,7 @@ def upsert_records(
         result.written = False
         return result
 
-    _write(session, spec, good_rows, actor, result)
+    _write(session, spec, good_rows, existing, actor, result)
     return result
 
 
@@ -230,14 +271,17 @@ def entity_key(spec: ContractFile, row: Mapping[str, Any]) -> str:
 
 
 def _write(
-    session: Session, spec: ContractFile, rows: list[dict], actor: Actor, result: UpsertResult
+    session: Session,
+    spec: ContractFile,
+    rows: list[dict],
+    existing: dict[tuple, dict],
+    actor: Actor,
+    result: UpsertResult,
 ) -> None:
     if not rows:
         return
-    session.flush()
     table: Table = spec.model.__table__  # type: ignore[attr-defined]
     now = utcnow()
-    existing = _existing(session, table, spec, rows)
     inserts: list[dict] = []
     updates: list[dict] = []
     audits: list[dict] = []
@@ -352,6 +396,83 @@ def _creation_events(
     return events
 
 
+#: Who may point at a record: (file, column referred to) -> [(referring model, column)].
+REFERRERS: dict[tuple[str, str], list[tuple[Any, str]]] = {
+    ("activities", "activity_id"): [(Notification, "activity_id")],
+    ("notifications", "reference"): [(Notification, "in_reply_to")],
+    ("inspections", "inspection_id"): [(Notification, "event_id"), (Reduction, "verified_by")],
+    ("observation_flights", "flight_id"): [(Notification, "event_id")],
+}
+
+
+class DeleteRefused(ValueError):
+    """A delete that would leave other records pointing at nothing; says which."""
+
+
+def delete_record(
+    session: Session, spec: ContractFile | str, key: Mapping[str, Any], *, actor: Actor = SYSTEM
+) -> dict[str, Any]:
+    """Delete one record by natural key, keeping its last values in the audit log.
+
+    The row leaves its table, but its history stays: the audit event holds every value it
+    had, so the record page of a deleted key still shows who created, changed and deleted
+    it. Refused (:class:`DeleteRefused`) while other records refer to it.
+    """
+    if isinstance(spec, str):
+        spec = contract.get(spec)
+    table: Table = spec.model.__table__  # type: ignore[attr-defined]
+    cond = [table.c[k] == (key.get(k) if key.get(k) is not None else "") for k in spec.key]
+    session.flush()
+    old = session.execute(select(table).where(*cond)).mappings().first()
+    if old is None:
+        raise LookupError(f"no {spec.title.lower()} record with key {entity_key(spec, key)}")
+    for (name, column), referrers in REFERRERS.items():
+        if name != spec.name:
+            continue
+        value = old[column]
+        if name == "activities":
+            # Other sources of the same activity keep the reference valid.
+            others = session.scalar(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.activity_id == value, table.c.id != old["id"])
+            )
+            if others:
+                continue
+        for model, ref_column in referrers:
+            col = getattr(model, ref_column)
+            found = session.scalars(select(model).where(col == value).limit(5)).all()
+            if found:
+                spec_of = next(f for f in contract.FILES.values() if f.model is model)
+                keys = ", ".join(entity_key(spec_of, _row_dict(spec_of, r)) for r in found)
+                raise DeleteRefused(
+                    f"{spec_of.title.lower()} {keys} refer to {entity_key(spec, old)} "
+                    f"({ref_column}); change or delete them first"
+                )
+    session.execute(
+        insert(AuditEvent.__table__).values(
+            occurred_at=utcnow(),
+            actor_type=actor.type,
+            user_id=actor.user_id,
+            run_id=actor.run_id,
+            action="delete",
+            entity_type=spec.name,
+            entity_id=old["id"],
+            entity_key=entity_key(spec, old),
+            changes={
+                c: [_json_value(old[c]), None] for c in spec.columns if old[c] not in (None, "")
+            },
+        )
+    )
+    session.execute(delete(table).where(table.c.id == old["id"]))
+    session.flush()
+    return {c: old[c] for c in spec.columns}
+
+
+def _row_dict(spec: ContractFile, obj: Any) -> dict[str, Any]:
+    return {c: getattr(obj, c) for c in spec.columns}
+
+
 def _make(name: str):
     spec = contract.get(name)
 
@@ -363,6 +484,7 @@ def _make(name: str):
         all_or_nothing: bool = False,
         first_row_number: int = 1,
         states: StateResolver | None = None,
+        mode: str = "upsert",
     ) -> UpsertResult:
         return upsert_records(
             session,
@@ -372,6 +494,7 @@ def _make(name: str):
             all_or_nothing=all_or_nothing,
             first_row_number=first_row_number,
             states=states,
+            mode=mode,
         )
 
     upsert.__name__ = f"upsert_{name}"
