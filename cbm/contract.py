@@ -8,6 +8,7 @@ never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sqlalchemy import String
 
@@ -71,11 +72,11 @@ class ContractFile:
             if isinstance(column.type, String) and column.type.length:
                 self.max_lengths[f.name] = column.type.length
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.key)
 

@@ -189,3 +189,31 @@ def _would_leave_no_admin(session: Session, user: User) -> bool:
         .where(User.role == "admin", User.active.is_(True), User.id != user.id)
     )
     return not others
+
+
+def change_own_password(
+    session: Session, user_id: int, current_password: str, new_password: str
+) -> User:
+    """A signed-in user changes their own password; the current one must be given.
+
+    Bumps ``session_version`` (the account's other sessions end; the web layer signs the
+    current session in again with the new version) and audits the change with the user as
+    the actor. Raises :class:`AccountError` on a wrong current password or a weak new one.
+    """
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        raise AccountError("this account does not exist or is disabled")
+    try:
+        if not user.password_hash:
+            raise VerificationError("no password set")
+        _hasher.verify(user.password_hash, current_password)
+    except (VerificationError, InvalidHashError):
+        raise AccountError("the current password is wrong") from None
+    if new_password == current_password:
+        raise AccountError("the new password must differ from the current one")
+    check_password_strength(new_password)
+    user.password_hash = _hasher.hash(new_password)
+    user.session_version += 1
+    _audit(session, Actor(user_id=user.id), "update", user, {"password": ["(hidden)", "(changed)"]})
+    session.flush()
+    return user

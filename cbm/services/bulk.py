@@ -97,9 +97,20 @@ def bulk_insert(
     q = _marker(session)
     # Identifiers come from our table metadata (quoted), values go as parameters.
     names = ", ".join(_quote(session, c) for c in columns)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # COPY is PostgreSQL's bulk path: one stream instead of a statement per row.
+        raw = connection.connection.dbapi_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {_quote(session, table.name)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in _rows(session, table, columns, rows):
+                copy.write_row(row)
+        return
     markers = ", ".join([q] * len(columns))
     sql = f"INSERT INTO {_quote(session, table.name)} ({names}) VALUES ({markers})"  # noqa: S608
-    session.connection().exec_driver_sql(sql, _rows(session, table, columns, rows))
+    connection.exec_driver_sql(sql, _rows(session, table, columns, rows))
 
 
 def bulk_update_by_id(
