@@ -53,6 +53,11 @@ class Context:
             except ConfigError as exc:
                 fail(str(exc))
             logging.getLogger().setLevel(self._settings.log_level)
+            if self._settings.log_level != "DEBUG":
+                # Keep the terminal for what the user asked: migrations and the scheduler's
+                # routine runs are logged at WARNING and above only.
+                for noisy in ("alembic", "apscheduler.executors", "apscheduler.scheduler"):
+                    logging.getLogger(noisy).setLevel(logging.WARNING)
         return self._settings
 
     @property
@@ -250,9 +255,7 @@ def demo_load(ctx: Context, seed: int, if_empty: bool) -> None:
             summary = load_demo(session, seed=seed, progress=lambda m: click.echo(f"  {m}"))
     except DemoError as exc:
         fail(f"demo data rejected: {exc}")
-    click.echo(f"Demo data loaded in {time.monotonic() - started:.1f} s.")
-    for line in summary.lines():
-        click.echo(f"  {line}")
+    click.echo(f"Demo data loaded in {time.monotonic() - started:.1f} s: {summary.lines()[-1]}")
 
 
 # --- accounts ---------------------------------------------------------------------------
