@@ -83,7 +83,9 @@ def baseline_sqlite(path: Path, rows: int) -> float:
     import sqlite3
 
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE bare (a TEXT, s TEXT, st TEXT, k TEXT, d TEXT, t INT, b INT, n TEXT)")
+    conn.execute(
+        "CREATE TABLE bare (a TEXT, s TEXT, st TEXT, k TEXT, d TEXT, t INT, b INT, n TEXT)"
+    )
     data = frame(rows).itertuples(index=False, name=None)
     started = time.perf_counter()
     conn.executemany("INSERT INTO bare VALUES (?,?,?,?,?,?,?,?)", data)
