@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cbm.db import Base, UTCDateTime, utcnow
@@ -60,6 +60,12 @@ class AuditEvent(Base):
     """
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        # A record's history page and the audit-log filters look events up by these.
+        Index("ix_audit_events_entity", "entity_type", "entity_key"),
+        Index("ix_audit_events_user_id", "user_id"),
+        Index("ix_audit_events_action", "action"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
