@@ -17,6 +17,7 @@ from cbm.models.reference import (
     State,
     StateAlias,
 )
+from cbm.models.sources import Source, SourceFile
 from cbm.models.verification import Inspection, ObservationFlight, Quota
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "Region",
     "RuleParameter",
     "SchedulerHeartbeat",
+    "Source",
+    "SourceFile",
     "State",
     "StateAlias",
     "User",

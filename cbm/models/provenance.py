@@ -34,6 +34,14 @@ class ImportRun(Base):
     rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Added after the first release. Plain integers, not foreign keys: on SQLite adding a
+    # foreign key means rebuilding this table, which the audit log (append-only) refers to.
+    # The services keep them consistent (sources are disabled, not deleted, once used).
+    source_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Liveness of a running import: a run whose heartbeat is stale was killed.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reverted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reverted_by_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ImportRejection(Base):
