@@ -269,7 +269,8 @@ def _existing(session: Session, table: Table, spec: ContractFile, rows: list[dic
     return out
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A value as the audit log stores it (ISO dates, UTC timestamps with Z)."""
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date):
@@ -279,7 +280,7 @@ def _json_value(value: Any) -> Any:
 
 def entity_key(spec: ContractFile, row: Mapping[str, Any]) -> str:
     """The natural key as one readable string (for the audit log and history pages)."""
-    return " / ".join(str(_json_value(row[k])) for k in spec.key)
+    return " / ".join(str(json_value(row[k])) for k in spec.key)
 
 
 def _write(
@@ -314,7 +315,7 @@ def _write(
             )
             continue
         changes = {
-            c: [_json_value(old[c]), _json_value(row[c])] for c in spec.columns if old[c] != row[c]
+            c: [json_value(old[c]), json_value(row[c])] for c in spec.columns if old[c] != row[c]
         }
         if not changes:
             result.unchanged += 1
@@ -401,7 +402,7 @@ def _creation_events(
                 "entity_id": ids[key]["id"],
                 "entity_key": entity_key(spec, row),
                 "changes": {
-                    c: [None, _json_value(row[c])] for c in spec.columns if row[c] not in (None, "")
+                    c: [None, json_value(row[c])] for c in spec.columns if row[c] not in (None, "")
                 },
             }
         )
@@ -472,7 +473,7 @@ def delete_record(
             entity_id=old["id"],
             entity_key=entity_key(spec, old),
             changes={
-                c: [_json_value(old[c]), None] for c in spec.columns if old[c] not in (None, "")
+                c: [json_value(old[c]), None] for c in spec.columns if old[c] not in (None, "")
             },
         )
     )

@@ -302,7 +302,7 @@ def _parse(
 
         return series, ~(ok & ~big), int_reason
     if t == contract.YEAR:
-        ok = raw.str.fullmatch(r"^\d{4}$").to_numpy(dtype=bool)
+        ok = raw.str.fullmatch(r"^[0-9]{4}$").to_numpy(dtype=bool)
         values = _keep(raw, ok & present, int)
         in_range = np.array([v is not None and 1970 <= v <= 2200 for v in values], dtype=bool)
         return (
