@@ -131,6 +131,14 @@ SETTINGS: tuple[Setting, ...] = (
         "web processes use `redis://127.0.0.1:6379`.",
     ),
     Setting(
+        "CBM_TRUSTED_PROXIES",
+        _parse_int,
+        "0",
+        "How many reverse proxies stand in front of the web processes. With 1 or more, the "
+        "client address and scheme are taken from X-Forwarded-For/-Proto (set by the proxy); "
+        "keep 0 when clients connect directly.",
+    ),
+    Setting(
         "CBM_SESSION_HOURS",
         _parse_int,
         "12",
@@ -161,6 +169,7 @@ class Settings:
     public_dashboards: bool = False
     ratelimit_storage: str = "memory://"
     session_hours: int = 12
+    trusted_proxies: int = 0
 
     @property
     def is_sqlite(self) -> bool:
@@ -220,6 +229,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "public_dashboards": raw["CBM_PUBLIC_DASHBOARDS"],
         "ratelimit_storage": raw["CBM_RATELIMIT_STORAGE"],
         "session_hours": raw["CBM_SESSION_HOURS"],
+        "trusted_proxies": raw["CBM_TRUSTED_PROXIES"],
         "database_url": raw.get("CBM_DATABASE_URL") or f"sqlite:///{instance_dir / 'cbm.sqlite3'}",
         "secret_key": raw.get("CBM_SECRET_KEY", ""),
     }

@@ -230,9 +230,10 @@ def test_overview_empty_state(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    assert "No records yet." in html
+    assert ">No records yet</h2>" in html
+    assert html.count("No records yet") == 1
     assert "<code>cbm demo load</code>" in html
-    assert "import a data-contract file" in html
+    assert "record the first one" not in html  # a viewer cannot record
     assert "cbm — CSBM compliance tracker" in html
     assert f"cbm {cbm.__version__}" in html
     assert "All times UTC" in html

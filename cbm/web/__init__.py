@@ -111,6 +111,16 @@ def init_blueprints(app: Flask) -> None:
     app.register_blueprint(main_bp)
     app.register_blueprint(health_bp)
     register_nav(app, "main.overview", "Overview")
+    from cbm.web.records import bp as records_bp
+
+    app.register_blueprint(records_bp)
+    register_nav(app, "records.index", "Records")
+    from cbm.web.account import bp as account_bp
+    from cbm.web.admin import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(account_bp)
+    register_nav(app, "admin.users", "Admin", "admin")
 
 
 def init_security(app: Flask) -> None:

@@ -171,6 +171,13 @@ def _unauthorized() -> Response:
 def init_auth(app: Flask) -> None:
     """Sessions, CSRF on every state-changing request, the login rate limit, the guard."""
     settings = app.config["CBM_SETTINGS"]
+    if settings.trusted_proxies:
+        # Behind N reverse proxies, take the client address (for the sign-in rate limit)
+        # and the scheme from their X-Forwarded-* headers, and trust nothing else.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # tied to the session instead
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.ratelimit_storage)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -222,6 +229,16 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """Sign out everywhere.
+
+    Sessions are signed cookies, so clearing this browser's copy is not enough: a copy taken
+    earlier would still work. Bumping the account's session_version ends every session of
+    the account, this one included.
+    """
+    if getattr(current_user, "is_authenticated", False):
+        user = db_session().get(User, current_user.id)
+        if user is not None:
+            user.session_version += 1
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

@@ -29,6 +29,7 @@ _MESSAGES: dict[int, str] = {
     "that only shows data.",
     413: "The upload is larger than the limit of {max_upload_mb} MiB. Split the file, or ask an "
     "administrator to raise CBM_MAX_UPLOAD_MB.",
+    429: "Too many attempts from your address in a short time. Wait a minute, then try again.",
     500: "Something went wrong on our side. The error has been logged; try again, and tell the "
     "administrator if it keeps happening.",
 }
@@ -82,6 +83,8 @@ def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
     code = exc.code or 500
     template = _MESSAGES.get(code)
     custom = exc.description and exc.description != type(exc).description
+    if code == 429:
+        custom = False  # the limiter's own text ("10 per 1 minute") tells a person nothing
     if custom or template is None:
         # abort(400, "The file has no header row") says more than any generic sentence.
         message = exc.description or HTTP_STATUS_CODES.get(code, "Error")
