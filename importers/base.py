@@ -38,6 +38,9 @@ class Payload:
     # For drop folders and feeds: what to remember once the payload is imported.
     meta: dict[str, object] = field(default_factory=dict)
     _checksum: str | None = field(default=None, repr=False)
+    # File-level remarks an importer makes while reading (a skipped sheet, …): not errors,
+    # but worth showing in the run's report.
+    warnings: list[str] = field(default_factory=list)
 
     def open(self) -> BinaryIO:
         if self.content is not None:
