@@ -699,7 +699,8 @@ def test_history_of_an_imported_row_starts_with_its_import_run(
     client = signed_in("analyst", username="bob")
     path = record_path("activities", row)
     text = page_text(client.get(path))
-    assert f"<dt>Created</dt><dd>by import run {run.id} on" in text
+    # The run is named, and linked to its page now that the runs pages exist.
+    assert f'<dt>Created</dt><dd>by <a href="/runs/{run.id}">import run {run.id}</a>' in text
     assert history_rows(text) == [("create", f"import run {run.id}")]
     assert "activities-2024.csv" in text
 

@@ -797,6 +797,7 @@ def record_history(
             run_id=e.run_id,
             changes=_changes(spec, e.changes),
             event_id=e.id,
+            note=e.note,
         )
         for e in events
     ]

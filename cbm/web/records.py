@@ -169,7 +169,7 @@ def _common(spec: ContractFile | None = None) -> dict[str, Any]:
 
 
 #: Endpoints that may show one import run (the importers' blueprint), tried in order.
-RUN_ENDPOINTS = ("imports.run", "imports.detail")
+RUN_ENDPOINTS = ("runs.run", "imports.run", "imports.detail")
 
 
 def run_url(run_id: int) -> str | None:
