@@ -1,13 +1,15 @@
 """The `cbm` command: a thin shell over the services, one sub-command per task.
 
 Exit codes: 0 success; 1 an error (message on stderr); 2 wrong usage; 3 the database is
-unreachable; 4 the database is not migrated to the current schema.
+unreachable; 4 the database is not migrated to the current schema; 5 `cbm import` stored
+the file but rejected some of its rows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -56,7 +58,8 @@ class Context:
             if self._settings.log_level != "DEBUG":
                 # Keep the terminal for what the user asked: migrations and the scheduler's
                 # routine runs are logged at WARNING and above only.
-                for noisy in ("alembic", "apscheduler.executors", "apscheduler.scheduler"):
+                # httpx logs every request of a scheduled feed at INFO.
+                for noisy in ("alembic", "apscheduler.executors", "apscheduler.scheduler", "httpx"):
                     logging.getLogger(noisy).setLevel(logging.WARNING)
         return self._settings
 
@@ -397,6 +400,225 @@ def user_ensure_admin(ctx: Context) -> None:
     click.echo(bar)
 
 
+# --- sources ----------------------------------------------------------------------------
+# `cbm source …`: configure import sources and run one now. The same services as the
+# admin page (cbm.services.sources); `run` takes the same lock as the scheduler.
+
+
+@main.group()
+def source() -> None:
+    """Import sources: files, drop folders or globs, and http(s) feeds, on a schedule (UTC).
+
+    Schedules are intervals ('every 15m', 'every 1h', 'every 30s', 'every 1d') or five-field
+    cron expressions in UTC ('0 2 * * *'); empty means on demand only (cbm source run).
+    """
+
+
+def _source_call(ctx: Context, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from cbm.services.sources import SourceError
+
+    try:
+        with ctx.session() as session:
+            return fn(session, *args, **kwargs)
+    except SourceError as exc:
+        fail(str(exc))
+
+
+def _cli_location(location: str) -> str:
+    """Paths given on the command line may be relative to where the command runs."""
+    import os
+
+    if "://" in location:
+        return location
+    return os.path.abspath(os.path.expanduser(location))
+
+
+_IMPORTER_HELP = "How to read it: auto (by file name or content type), csv, xlsx or json."
+_KIND_HELP = "The kind of record (e.g. activities); empty: from each file's name."
+_SCHEDULE_HELP = "'every 15m', 'every 1h', 'every 30s', or cron in UTC such as '0 2 * * *'."
+
+
+@source.command("add")
+@click.argument("name")
+@click.argument("location")
+@click.option("--importer", default="auto", show_default=True, help=_IMPORTER_HELP)
+@click.option("--kind", default="", help=_KIND_HELP)
+@click.option("--schedule", default="", help=_SCHEDULE_HELP + " [default: on demand only]")
+@click.option(
+    "--all-or-nothing", is_flag=True, help="Write nothing from a file if any row is refused."
+)
+@click.option("--disabled", is_flag=True, help="Add it disabled (not scheduled).")
+@pass_ctx
+def source_add(
+    ctx: Context,
+    name: str,
+    location: str,
+    importer: str,
+    kind: str,
+    schedule: str,
+    all_or_nothing: bool,
+    disabled: bool,
+) -> None:
+    """Add a source NAME reading LOCATION (a file, a folder or glob, or an http(s) URL)."""
+    from cbm.services.sources import add_source
+
+    created = _source_call(
+        ctx,
+        add_source,
+        name,
+        _cli_location(location),
+        importer=importer,
+        kind=kind,
+        schedule=schedule,
+        enabled=not disabled,
+        all_or_nothing=all_or_nothing,
+    )
+    when = f"scheduled {created.schedule} (UTC)" if created.schedule else "run on demand only"
+    state = "disabled" if not created.enabled else when
+    click.echo(f"Added source '{created.name}': {created.location} ({state}).")
+    if created.enabled and created.schedule:
+        click.echo("A running scheduler picks it up within a minute.")
+
+
+@source.command("update")
+@click.argument("name")
+@click.option("--location", default=None, help="A new location.")
+@click.option("--importer", default=None, help=_IMPORTER_HELP)
+@click.option("--kind", default=None, help=_KIND_HELP + " Give '' to clear it.")
+@click.option("--schedule", default=None, help=_SCHEDULE_HELP + " Give '' for on demand only.")
+@click.option("--all-or-nothing/--row-by-row", default=None, help="Refused rows stop the file?")
+@pass_ctx
+def source_update(
+    ctx: Context,
+    name: str,
+    location: str | None,
+    importer: str | None,
+    kind: str | None,
+    schedule: str | None,
+    all_or_nothing: bool | None,
+) -> None:
+    """Change a source's settings (its name cannot change)."""
+    from cbm.services.sources import update_source
+
+    given: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "location": _cli_location(location) if location is not None else None,
+            "importer": importer,
+            "kind": kind,
+            "schedule": schedule,
+            "all_or_nothing": all_or_nothing,
+        }.items()
+        if value is not None
+    }
+    if not given:
+        fail(
+            "nothing to change: give --location, --importer, --kind, --schedule or "
+            "--all-or-nothing/--row-by-row",
+            2,
+        )
+    updated = _source_call(ctx, update_source, name, **given)
+    click.echo(f"Source '{updated.name}' updated.")
+
+
+@source.command("list")
+@pass_ctx
+def source_list(ctx: Context) -> None:
+    """List the sources with their schedule, next run (UTC) and last outcome."""
+    from cbm.jobs import next_run_time
+    from cbm.services.sources import list_sources
+
+    def when(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    with ctx.session() as session:
+        sources = list_sources(session)
+        if not sources:
+            click.echo(
+                "No sources. Add one with: cbm source add NAME LOCATION --schedule 'every 1h'"
+            )
+            return
+        click.echo(
+            f"{'name':20} {'status':8} {'schedule':14} {'importer':8} {'next run':16} "
+            f"{'last success':16} location"
+        )
+        for s in sources:
+            status = "enabled" if s.enabled else "disabled"
+            upcoming = next_run_time(s.schedule) if s.enabled else None
+            click.echo(
+                f"{s.name:20} {status:8} {s.schedule or 'on demand':14} {s.importer:8} "
+                f"{when(upcoming):16} {when(s.last_success_at):16} {s.location}"
+            )
+            if s.last_error:
+                click.echo(f"{'':20} last error: {s.last_error.splitlines()[0][:200]}")
+
+
+@source.command("remove")
+@click.argument("name")
+@click.option(
+    "--disable", "disable_if_used", is_flag=True, help="If it has import runs, disable it instead."
+)
+@pass_ctx
+def source_remove(ctx: Context, name: str, disable_if_used: bool) -> None:
+    """Remove a source that never imported anything (one with runs can only be disabled)."""
+    from cbm.services.sources import remove_source
+
+    result = _source_call(ctx, remove_source, name, disable_if_used=disable_if_used)
+    if result.removed:
+        click.echo(f"Source '{result.name}' removed.")
+    else:
+        click.echo(
+            f"Source '{result.name}' has {result.runs} import run(s): disabled instead of removed."
+        )
+
+
+@source.command("enable")
+@click.argument("name")
+@pass_ctx
+def source_enable(ctx: Context, name: str) -> None:
+    """Enable a source (a running scheduler picks it up within a minute)."""
+    from cbm.services.sources import set_enabled
+
+    _source_call(ctx, set_enabled, name, True)
+    click.echo(f"Source '{name}' is enabled.")
+
+
+@source.command("disable")
+@click.argument("name")
+@pass_ctx
+def source_disable(ctx: Context, name: str) -> None:
+    """Disable a source: it is no longer scheduled; its history stays."""
+    from cbm.services.sources import set_enabled
+
+    _source_call(ctx, set_enabled, name, False)
+    click.echo(f"Source '{name}' is disabled.")
+
+
+@source.command("run")
+@click.argument("name")
+@pass_ctx
+def source_run(ctx: Context, name: str) -> None:
+    """Import from a source now, under the same lock as the scheduler, and print the outcome."""
+    from cbm.jobs import import_job_id, run_with_follow_up
+    from cbm.services.sources import get_source
+
+    found = _source_call(ctx, get_source, name)
+    outcome, follow_up = run_with_follow_up(
+        make_session_factory(ctx.engine), import_job_id(found.name)
+    )
+    if outcome.skipped:
+        fail(
+            f"source '{found.name}' is being imported by another process right now; "
+            "try again when it has finished"
+        )
+    label = {"succeeded": "done", "failed": "FAILED"}.get(outcome.status, outcome.status)
+    click.echo(f"import:{found.name} {label}: {outcome.message}")
+    if follow_up is not None:
+        click.echo(f"{follow_up.job_id} {follow_up.status}: {follow_up.message}")
+    if outcome.status == "failed":
+        sys.exit(EXIT_ERROR)
+
+
 # --- serving ----------------------------------------------------------------------------
 
 
@@ -446,13 +668,386 @@ def scheduler_cmd(ctx: Context) -> None:
     """Run the scheduler alone (production: beside one or more web processes)."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from cbm.scheduler import build_scheduler
+    from cbm.scheduler import build_scheduler, scheduler_id
 
     ctx.require_current_schema()
     sched = build_scheduler(make_session_factory(ctx.engine), BlockingScheduler)
-    click.echo("cbm scheduler running (Ctrl+C to stop)")
+
+    def stop(signum: int, frame: Any) -> None:
+        # SIGTERM (systemd, docker stop): stop scheduling; running jobs finish first.
+        sched.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"cbm scheduler running as {scheduler_id()} (Ctrl+C to stop)")
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         sched.start()
+
+
+# --- imports and runs -------------------------------------------------------------------
+# `cbm import PATH_OR_URL` and `cbm runs [show|revert]`: thin shells over
+# cbm.services.imports (the same service as the upload page and the scheduler).
+
+#: Exit code of `cbm import` when rows were rejected (the good rows of the file were
+#: stored unless --all-or-nothing). 1 means a run failed; 3 and 4 keep their meaning.
+EXIT_REJECTED = 5
+#: Payloads at least this large get a progress bar.
+PROGRESS_MIN_BYTES = 1 << 20
+#: Rejected rows `cbm import` and `cbm runs show` print before pointing at the CSV.
+SHOWN_REJECTIONS = 10
+
+
+class _ImportProgress:
+    """A progress bar (on stderr) for each large payload: rows written against the line
+    count of a CSV file; for other formats, a line per batch."""
+
+    def __init__(self) -> None:
+        self.current: Any = None
+        self._bar: Any = None
+        self._total: int | None = None
+
+    def payloads(self, payloads: Any) -> Iterator[Any]:
+        for payload in payloads:
+            self.current = payload
+            yield payload
+
+    def __call__(self, event: Any) -> None:
+        if event.stage == "start":
+            self._close()
+            if event.size >= PROGRESS_MIN_BYTES:
+                self._total = self._estimate_rows()
+                if self._total:
+                    self._bar = click.progressbar(
+                        length=self._total,
+                        label=f"{event.payload} (run {event.run_id})",
+                        file=sys.stderr,
+                        show_pos=True,
+                    )
+                    self._bar.__enter__()
+        elif event.stage == "batch":
+            if self._bar is not None:
+                self._bar.update(event.batch_rows)
+            elif event.size >= PROGRESS_MIN_BYTES:
+                click.echo(f"  {event.payload}: {event.rows:,} rows read", err=True)
+        else:
+            self._close()
+
+    def _estimate_rows(self) -> int | None:
+        payload = self.current
+        name = (getattr(payload, "name", "") or "").lower()
+        media = (getattr(payload, "media_type", "") or "").lower()
+        if not (name.endswith((".csv", ".txt")) or "csv" in media):
+            return None
+        lines = 0
+        try:
+            with payload.open() as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    lines += block.count(b"\n")
+        except (OSError, ValueError):
+            return None
+        return max(lines - 1, 1)  # the header; quoted line breaks make it an estimate
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _run_line(run: Any) -> str:
+    return (
+        f"{run.run_id if hasattr(run, 'run_id') else run.id:>6}  {run.status:<11} "
+        f"{_n(run, 'read'):>10} {_n(run, 'inserted'):>10} {_n(run, 'updated'):>10} "
+        f"{_n(run, 'unchanged'):>10} {_n(run, 'rejected'):>10}"
+    )
+
+
+def _n(run: Any, name: str) -> str:
+    value = getattr(run, name, None)
+    if value is None:
+        value = getattr(run, f"rows_{name}", 0)
+    return f"{value or 0:,}"
+
+
+_RUN_HEADER = (
+    f"{'run':>6}  {'status':<11} {'read':>10} {'inserted':>10} {'updated':>10} "
+    f"{'unchanged':>10} {'rejected':>10}"
+)
+
+
+def _print_rejections(session: Session, run_id: int, limit: int = SHOWN_REJECTIONS) -> None:
+    from sqlalchemy import func, select
+
+    from cbm.models import ImportRejection
+
+    rows = session.scalars(
+        select(ImportRejection)
+        .where(ImportRejection.run_id == run_id)
+        .order_by(ImportRejection.id)
+        .limit(limit)
+    ).all()
+    total = session.scalar(
+        select(func.count()).select_from(ImportRejection).where(ImportRejection.run_id == run_id)
+    )
+    for r in rows:
+        where = f"row {r.row_number}" if r.row_number is not None else "file"
+        if r.column:
+            where += f", {r.column}"
+        # Most reasons quote the value already; show it only when they do not.
+        shown = r.value not in (None, "") and str(r.value) not in r.reason
+        value = f" {r.value!r}:" if shown else ""
+        click.echo(f"    {where}:{value} {r.reason}")
+    if total and total > len(rows):
+        click.echo(f"    … and {total - len(rows):,} more")
+    if total:
+        click.echo(
+            f"  All rejected rows as CSV: cbm runs show {run_id} --rejections > rejected.csv"
+        )
+
+
+@main.command("import")
+@click.argument("location", metavar="PATH_OR_URL")
+@click.option(
+    "--kind", default=None, help="The kind of record, e.g. activities [default: from the file]."
+)
+@click.option(
+    "--importer",
+    type=click.Choice(["csv", "xlsx", "json"], case_sensitive=False),
+    default=None,
+    help="How to read it [default: from the file name or content type].",
+)
+@click.option(
+    "--all-or-nothing",
+    is_flag=True,
+    help="Store nothing from a file if any of its rows is rejected (default: per batch).",
+)
+@click.option(
+    "--chunk-size",
+    default=50_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows per batch (each batch is one transaction unless --all-or-nothing).",
+)
+@pass_ctx
+def import_cmd(
+    ctx: Context,
+    location: str,
+    kind: str | None,
+    importer: str | None,
+    all_or_nothing: bool,
+    chunk_size: int,
+) -> None:
+    """Import PATH_OR_URL (a file, a folder or glob, or an http(s) URL): one run per file.
+
+    Rows are validated and upserted by natural key: importing the same file twice changes
+    nothing. Exit code 0 when every row was stored, 5 when rows were rejected (listed;
+    `cbm runs show RUN --rejections` gives them all as CSV), 1 when a run failed.
+    """
+    import os
+
+    from cbm import contract
+    from cbm.services.imports import run_import
+    from importers.locations import open_location
+
+    if kind is not None and kind not in contract.FILES:
+        raise click.BadParameter(
+            f"'{kind}' is not a kind of record; expected one of: {', '.join(contract.FILES)}",
+            param_hint="--kind",
+        )
+    ctx.require_current_schema()
+    factory = make_session_factory(ctx.engine)
+    progress = _ImportProgress()
+    where = location if "://" in location else os.path.expanduser(location)
+    notes: list[str] = []  # what the location skipped or noticed (a link outside, …)
+    result = run_import(
+        factory,
+        progress.payloads(open_location(where, notes=notes)),
+        importer=importer.lower() if importer else None,
+        kind=kind,
+        all_or_nothing=all_or_nothing,
+        source_name="cbm import",
+        location=where,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    progress._close()
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if not result.runs:
+        click.echo(f"Nothing to import at {location}.")
+        return
+    click.echo(_RUN_HEADER + "  file")
+    for run in result.runs:
+        click.echo(f"{_run_line(run)}  {run.name}")
+    if len(result.runs) > 1:
+        click.echo(
+            f"{'total':>6}  {'':<11} {result.read:>10,} {result.inserted:>10,} "
+            f"{result.updated:>10,} {result.unchanged:>10,} {result.rejected:>10,}"
+        )
+    with session_scope(factory) as session:
+        for run in result.runs:
+            if run.message:
+                click.echo(f"run {run.run_id}: {run.message}")
+            if run.rejected:
+                click.echo(f"run {run.run_id}: {run.rejected:,} rows rejected:")
+                _print_rejections(session, run.run_id, limit=SHOWN_REJECTIONS)
+    if result.failed:
+        sys.exit(EXIT_ERROR)
+    if result.rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+@main.group("runs", invoke_without_command=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--status",
+    type=click.Choice(["running", "succeeded", "partial", "rejected", "failed", "interrupted"]),
+    default=None,
+    help="Only runs with this status.",
+)
+@click.pass_context
+def runs(click_ctx: click.Context, limit: int, status: str | None) -> None:
+    """List import runs, newest first (`cbm runs show ID`, `cbm runs revert ID`).
+
+    Runs whose process died without finishing are marked interrupted first.
+    """
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from sqlalchemy import select
+
+    from cbm.models import ImportRun
+    from cbm.services.imports import mark_stale_runs
+
+    ctx = click_ctx.ensure_object(Context)
+    with ctx.session() as session:
+        mark_stale_runs(session)
+        stmt = select(ImportRun).order_by(ImportRun.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(ImportRun.status == status)
+        found = session.scalars(stmt).all()
+        if not found:
+            click.echo("No import runs" + (f" with status {status}." if status else " yet."))
+            return
+        click.echo(f"{_RUN_HEADER}  {'started (UTC)':<16}  kind / location")
+        for run in found:
+            started = run.started_at.strftime("%Y-%m-%d %H:%M")
+            reverted = " [reverted]" if run.reverted_at else ""
+            where = run.location or run.source_name or "-"
+            click.echo(f"{_run_line(run)}  {started:<16}  {run.kind or '-'}: {where}{reverted}")
+
+
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option(
+    "--rejections",
+    is_flag=True,
+    help="Print only the rejected rows, as CSV (row,column,value,reason,part).",
+)
+@pass_ctx
+def runs_show(ctx: Context, run_id: int, rejections: bool) -> None:
+    """Show one import run: source, times, counts, checksum, outcome, rejected rows."""
+    from cbm.models import ImportRun, User
+    from cbm.services.imports import rejections_csv
+
+    with ctx.session() as session:
+        run = session.get(ImportRun, run_id)
+        if run is None:
+            fail(f"there is no import run {run_id}")
+        if rejections:
+            for piece in rejections_csv(session, run_id):
+                sys.stdout.write(piece)
+            return
+
+        def when(value: Any) -> str:
+            return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+        def who(user_id: int | None) -> str:
+            if user_id is None:
+                return "the system"
+            user = session.get(User, user_id)
+            return user.username if user else f"user #{user_id}"
+
+        fields = [
+            ("run", str(run.id)),
+            ("status", run.status + (" (all or nothing)" if run.all_or_nothing else "")),
+            ("source", run.source_name or "-"),
+            ("location", run.location or "-"),
+            ("kind", run.kind or "-"),
+            ("importer", f"{run.importer} {run.importer_version}".strip()),
+            ("checksum", run.checksum or "-"),
+            ("started", when(run.started_at)),
+            ("finished", when(run.finished_at)),
+            ("started by", who(run.user_id)),
+            (
+                "rows",
+                f"{run.rows_read:,} read, {run.rows_inserted:,} inserted, "
+                f"{run.rows_updated:,} updated, {run.rows_unchanged:,} unchanged, "
+                f"{run.rows_rejected:,} rejected",
+            ),
+        ]
+        if run.reverted_at:
+            fields.append(("reverted", f"{when(run.reverted_at)} by {who(run.reverted_by_id)}"))
+        if run.message:
+            fields.append(("message", run.message))
+        for label, value in fields:
+            click.echo(f"{label + ':':12} {value}")
+        if run.rows_rejected:
+            click.echo("rejected rows:")
+            _print_rejections(session, run_id)
+
+
+@runs.command("revert")
+@click.argument("run_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--user",
+    "username",
+    default=None,
+    help="Record the revert as this administrator's [default: the system].",
+)
+@pass_ctx
+def runs_revert(ctx: Context, run_id: int, yes: bool, username: str | None) -> None:
+    """Undo an import run: rows it inserted are removed, values it changed go back.
+
+    Refused, with the records concerned, when later changes touched rows it wrote or when
+    removing a row would leave other records pointing at nothing.
+    """
+    from sqlalchemy import select
+
+    from cbm.models import ImportRun, User
+    from cbm.services.imports import RevertRefused, revert_run
+    from cbm.services.records import SYSTEM, Actor
+
+    with ctx.session() as session:
+        run = session.get(ImportRun, run_id)
+        if run is None:
+            fail(f"there is no import run {run_id}")
+        actor = SYSTEM
+        if username:
+            account = session.scalars(
+                select(User).where(User.username == username.strip().lower())
+            ).first()
+            if account is None or not account.active or account.role != "admin":
+                fail(f"'{username}' is not an active administrator account")
+            actor = Actor(user_id=account.id)
+        summary = (
+            f"run {run.id} ({run.location or run.source_name or 'unknown'}, "
+            f"{run.rows_inserted:,} inserted, {run.rows_updated:,} updated)"
+        )
+        if not yes and not click.confirm(
+            f"Revert {summary}? Rows it inserted are deleted and values it changed go back.",
+            default=False,
+        ):
+            fail("cancelled")
+        try:
+            result = revert_run(session, run_id, actor)
+        except (RevertRefused, LookupError) as exc:
+            session.rollback()
+            fail(str(exc))
+    click.echo(
+        f"Reverted run {run_id}: {result.total_deleted:,} rows removed, "
+        f"{result.total_restored:,} restored."
+    )
+    for line in result.lines():
+        click.echo(f"  {line}")
 
 
 if __name__ == "__main__":  # pragma: no cover

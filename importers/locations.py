@@ -399,7 +399,9 @@ def _open_url(
             response, content = _fetch(client, current, headers, policy, notes)
             name = _redact(current)
             if content is None:  # 304
-                _note(notes, f"{name}: not modified since the last import (HTTP 304)")
+                _note(
+                    notes, f"{name}: not modified since the last import (HTTP 304)", logging.DEBUG
+                )
                 return
             media = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
             next_link = _next_link(content, media)

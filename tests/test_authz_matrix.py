@@ -100,6 +100,8 @@ EXAMPLES: dict[str, Callable[[DataSet], Any]] = {
     "username": lambda d: d.target_username,
     "user_id": lambda d: d.target_user_id,
     "run_id": lambda d: d.run_id,
+    "job_id": lambda d: "check:nightly",  # a fixed job of the registry (a placeholder)
+    "source_id": lambda d: 999_999,  # no such source: 404 for those allowed
 }
 
 

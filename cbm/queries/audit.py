@@ -24,10 +24,18 @@ from cbm.models import AuditEvent, ImportRun, User
 PER_PAGE = 50
 MAX_KEY_LENGTH = 400
 
-#: Entity types the filter offers: every contract file, the accounts, the reference data.
-ENTITY_TYPES: tuple[str, ...] = (*contract.FILES, "users", "reference")
+#: Entity types the filter offers: every contract file, the accounts, the reference data,
+#: the import sources.
+ENTITY_TYPES: tuple[str, ...] = (*contract.FILES, "users", "reference", "sources")
 #: Actions the filter offers; a well-formed other action (a later feature's) still works.
-KNOWN_ACTIONS: tuple[str, ...] = ("create", "update", "delete", "import", "reference_load")
+KNOWN_ACTIONS: tuple[str, ...] = (
+    "create",
+    "update",
+    "delete",
+    "import",
+    "revert",
+    "reference_load",
+)
 ACTOR_TYPES = ("user", "import_run", "system")
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}$")

@@ -115,12 +115,19 @@ def init_blueprints(app: Flask) -> None:
 
     app.register_blueprint(records_bp)
     register_nav(app, "records.index", "Records")
+    from cbm.web.runs import bp as runs_bp
+
+    app.register_blueprint(runs_bp)
+    register_nav(app, "runs.index", "Imports")
     from cbm.web.account import bp as account_bp
     from cbm.web.admin import bp as admin_bp
 
     app.register_blueprint(admin_bp)
     app.register_blueprint(account_bp)
     register_nav(app, "admin.users", "Admin", "admin")
+    from cbm.web.sources import bp as sources_bp
+
+    app.register_blueprint(sources_bp)
 
 
 def init_security(app: Flask) -> None:
