@@ -269,14 +269,21 @@ def user() -> None:
     """Manage accounts. Roles: viewer < analyst < admin."""
 
 
-def _account_call(ctx: Context, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from cbm.services.accounts import AccountError
-
+def _service_call(
+    ctx: Context, refused: type[Exception], fn: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """Run a service in one transaction; its refusal (``refused``) is a clean CLI error."""
     try:
         with ctx.session() as session:
             return fn(session, *args, **kwargs)
-    except AccountError as exc:
+    except refused as exc:
         fail(str(exc))
+
+
+def _account_call(ctx: Context, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from cbm.services.accounts import AccountError
+
+    return _service_call(ctx, AccountError, fn, *args, **kwargs)
 
 
 def _read_password(from_stdin: bool) -> str | None:
@@ -417,11 +424,7 @@ def source() -> None:
 def _source_call(ctx: Context, fn: Any, *args: Any, **kwargs: Any) -> Any:
     from cbm.services.sources import SourceError
 
-    try:
-        with ctx.session() as session:
-            return fn(session, *args, **kwargs)
-    except SourceError as exc:
-        fail(str(exc))
+    return _service_call(ctx, SourceError, fn, *args, **kwargs)
 
 
 def _cli_location(location: str) -> str:
