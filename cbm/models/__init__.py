@@ -3,7 +3,7 @@
 from cbm.db import Base
 from cbm.models.accounts import User
 from cbm.models.activities import Activity
-from cbm.models.compliance import Finding
+from cbm.models.compliance import CheckRun, Finding, FindingEvent
 from cbm.models.forces import Ceiling, Holding, Reduction
 from cbm.models.jobs import JobRun, SchedulerHeartbeat
 from cbm.models.notifications import Notification
@@ -25,7 +25,9 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Ceiling",
+    "CheckRun",
     "Finding",
+    "FindingEvent",
     "Holding",
     "ImportRejection",
     "ImportRun",

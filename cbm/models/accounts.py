@@ -23,3 +23,5 @@ class User(Base):
     session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Secret of the user's calendar-feed URL (iCalendar clients cannot sign in); renewable.
+    feed_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
