@@ -8,6 +8,7 @@ the file but rejected some of its rows.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import signal
 import sys
@@ -27,6 +28,7 @@ from cbm.config import ConfigError, Settings, load_settings
 from cbm.db import ensure_sqlite_dir, make_engine, make_session_factory, session_scope
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_NOT_MIGRATED = 4
 
@@ -1051,6 +1053,128 @@ def runs_revert(ctx: Context, run_id: int, yes: bool, username: str | None) -> N
     )
     for line in result.lines():
         click.echo(f"  {line}")
+
+
+# --- compliance checks and exports ------------------------------------------------------
+
+_REGIME_HELP = "Regime: VD, OST (or OS), CFE, GEMI, RED. Repeatable."
+_STATE_HELP = "State (ISO alpha-3 code or name). Repeatable."
+
+
+def _parse_day(value: str | None, option: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date (YYYY-MM-DD)", EXIT_USAGE)
+
+
+@main.command("check")
+@click.option("--regime", "regimes", multiple=True, help=_REGIME_HELP)
+@click.option("--state", "states", multiple=True, help=_STATE_HELP)
+@click.option("--from", "date_from", default=None, help="Only obligations due on or after (UTC).")
+@click.option("--to", "date_to", default=None, help="Only obligations due on or before (UTC).")
+@click.option(
+    "--rule", "rule_ids", multiple=True, help="Only this rule id (e.g. VD-V-3). Repeatable."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print the summary line only.")
+@pass_ctx
+def check(
+    ctx: Context,
+    regimes: tuple[str, ...],
+    states: tuple[str, ...],
+    date_from: str | None,
+    date_to: str | None,
+    rule_ids: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Evaluate the compliance rules and update the findings.
+
+    Evaluates the obligations whose deadline or event falls in the window (all by default),
+    for the regimes and States given (all by default). New findings are opened, findings
+    no longer detected are resolved, and the run is recorded (see the Checks page).
+    """
+    from cbm.compliance.engine import CheckError, make_scope
+    from cbm.services.checks import check_now
+
+    first, last = _parse_day(date_from, "--from"), _parse_day(date_to, "--to")
+    with ctx.session() as session:
+        try:
+            scope = make_scope(
+                session,
+                regimes=regimes,
+                states=states,
+                date_from=first,
+                date_to=last,
+                rule_ids=rule_ids,
+            )
+        except CheckError as exc:
+            fail(str(exc), EXIT_USAGE)
+
+    def progress(message: str) -> None:
+        if not quiet:
+            click.echo(f"  checking {message}", err=True)
+
+    click.echo(f"Checking {scope.describe()} ...", err=True)
+    try:
+        result = check_now(
+            make_session_factory(ctx.engine), scope, trigger="cli", progress=progress
+        )
+    except Exception as exc:  # the failed run is recorded; say why and stop
+        fail(f"the check failed: {type(exc).__name__}: {exc}")
+    lines = result.lines()
+    click.echo(lines[0])
+    if not quiet:
+        for line in lines[1:]:
+            click.echo(line)
+        for rule_id, info in result.coverage.items():
+            skipped = info.get("skipped") or []
+            if skipped:
+                periods = ", ".join(f"{s['period']} ({s['why']})" for s in skipped[:6])
+                more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
+                click.echo(f"  {rule_id}: not evaluated for {periods}{more}")
+
+
+@main.group("export")
+def export() -> None:
+    """Write CSV exports."""
+
+
+@export.command("findings")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default="-",
+    show_default=True,
+    help="File to write; - for standard output.",
+)
+@click.option("--rule", "rule_id", default=None, help="Rule id, e.g. VD-V-3.")
+@click.option("--regime", default=None, help="VD, OST, CFE, GEMI or RED.")
+@click.option("--severity", default=None, help="breach, late, warning, info or positive.")
+@click.option("--status", default=None, help="open, acknowledged, disputed or resolved.")
+@click.option("--state", default=None, help="The State that owed the obligation.")
+@click.option("--counterpart", default=None, help="The other State (requester, observer ...).")
+@click.option("--period", default=None, help="The year the finding belongs to.")
+@click.option("--from", "due_from", default=None, help="Due on or after this day (UTC).")
+@click.option("--to", "due_to", default=None, help="Due on or before this day (UTC).")
+@pass_ctx
+def export_findings(ctx: Context, output: str, **filters: str | None) -> None:
+    """Write the findings as CSV, with the same filters as the Findings page."""
+    from cbm.services.findings import FilterError, FindingFilters, iter_findings_csv
+
+    given = {k: v for k, v in filters.items() if v}
+    with ctx.session() as session:
+        try:
+            chosen = FindingFilters.from_mapping(session, given)
+        except FilterError as exc:
+            fail(str(exc), EXIT_USAGE)
+        with click.open_file(output, "w", encoding="utf-8", newline="") as out:
+            for chunk in iter_findings_csv(session, chosen):
+                out.write(chunk)
+    if output != "-":
+        click.echo(f"Wrote findings to {output}.", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

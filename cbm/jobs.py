@@ -8,9 +8,9 @@
   imports what changed through the import service. An unchanged feed (HTTP 304, or the same
   checksum as last time) creates no import run: the job run says ``unchanged``.
 - ``check:after-import`` runs after any import that wrote rows; ``check:nightly`` runs the
-  compliance check every night; ``trust:recompute`` recomputes the trust signals. Until the
-  compliance engine and the trust signals land they are **placeholders**: they record a job
-  run whose message says so, and change nothing.
+  compliance check every night (both: :func:`cbm.services.checks.check_now`, each run also
+  a ``check_runs`` row); ``trust:recompute`` recomputes the trust signals. Until the trust
+  signals land it is a **placeholder**: it records a job run whose message says so.
 
 **The lock.** :func:`run_job` runs a job only while it holds that job's lock, so two
 schedulers (two processes, two hosts) never run the same job at the same time:
@@ -77,7 +77,6 @@ PG_LOCK_NAMESPACE = 0x43424D
 #: lock decides between them and "next run" is the same everywhere.
 INTERVAL_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
-PLACEHOLDER_CHECK = "compliance engine not installed yet"
 PLACEHOLDER_TRUST = "trust signals not installed yet"
 UNCHANGED = "unchanged"
 
@@ -320,6 +319,24 @@ class Job:
     source_name: str | None = None
 
 
+def _check(trigger: str) -> JobFunction:
+    """The compliance check as a job (the whole catalogue, all States, every period)."""
+
+    def run(ctx: JobContext) -> JobResult:
+        from cbm.services.checks import check_now
+
+        result = check_now(ctx.session_factory, trigger=trigger)
+        return JobResult(
+            message=(
+                f"check run {result.run_id}: {result.detected} findings ({result.new} new, "
+                f"{result.resolved} resolved)"
+            ),
+            details={"check_run_id": result.run_id},
+        )
+
+    return run
+
+
 def _placeholder(message: str) -> JobFunction:
     def run(ctx: JobContext) -> JobResult:
         return JobResult(message=message)
@@ -327,8 +344,7 @@ def _placeholder(message: str) -> JobFunction:
     return run
 
 
-#: The fixed jobs. ``check:*`` and ``trust:recompute`` are placeholders until the
-#: compliance engine and the trust signals land; replace ``run`` then.
+#: The fixed jobs. ``trust:recompute`` is a placeholder until the trust signals land.
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -336,16 +352,14 @@ JOBS: dict[str, Job] = {
             "check:after-import",
             "Compliance check after imports",
             "",
-            _placeholder(PLACEHOLDER_CHECK),
-            placeholder=True,
+            _check("after-import"),
             when="after each import that wrote rows",
         ),
         Job(
             "check:nightly",
             "Nightly compliance check",
             "0 2 * * *",
-            _placeholder(PLACEHOLDER_CHECK),
-            placeholder=True,
+            _check("nightly"),
             when="every night at 02:00 UTC",
         ),
         Job(

@@ -182,16 +182,26 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
 def test_placeholders_record_a_clearly_labelled_run(
     session_factory: sessionmaker[Session], session: Session
 ) -> None:
-    for job_id, message in (
-        ("check:nightly", "compliance engine not installed yet"),
-        ("check:after-import", "compliance engine not installed yet"),
-        ("trust:recompute", "trust signals not installed yet"),
-    ):
-        assert jobs.JOBS[job_id].placeholder
-        outcome = run_registered(session_factory, job_id)
-        assert outcome.status == "succeeded" and outcome.message == message
-        assert _runs(session, job_id)[-1].message == message
+    assert jobs.JOBS["trust:recompute"].placeholder
+    outcome = run_registered(session_factory, "trust:recompute")
+    assert outcome.status == "succeeded" and outcome.message == "trust signals not installed yet"
+    assert _runs(session, "trust:recompute")[-1].message == "trust signals not installed yet"
     assert run_registered(session_factory, "no:such").message == "there is no job 'no:such'"
+
+
+@pytest.mark.parametrize("job_id", ["check:nightly", "check:after-import"])
+def test_check_jobs_run_the_compliance_engine(
+    session_factory: sessionmaker[Session], session: Session, job_id: str
+) -> None:
+    from cbm.models import CheckRun
+
+    assert not jobs.JOBS[job_id].placeholder
+    outcome = run_registered(session_factory, job_id)
+    assert outcome.status == "succeeded", outcome.message
+    run = session.scalars(select(CheckRun).order_by(CheckRun.id.desc())).first()
+    assert run is not None and run.status == "succeeded"
+    assert run.trigger == job_id.split(":", 1)[1]
+    assert outcome.message.startswith(f"check run {run.id}: 0 findings")
 
 
 def test_the_registry_has_one_import_job_per_enabled_source(session: Session) -> None:
