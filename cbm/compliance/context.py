@@ -251,16 +251,71 @@ class CheckContext:
             self._frames[name] = self._load(name)
         return self._frames[name]
 
-    def _load(self, name: str) -> pd.DataFrame:
+    def notifications(self, *kinds: str) -> pd.DataFrame:
+        """The notifications of the given kinds (read with ``WHERE kind IN``: a check never
+        needs the bulk of prior notifications of small activities)."""
+        key = f"notifications:{','.join(sorted(kinds))}"
+        if key not in self._frames:
+            table = Notification.__table__
+            self._frames[key] = self._load("notifications", table.c.kind.in_(sorted(kinds)))
+        return self._frames[key]
+
+    def relevant_activities(self) -> pd.DataFrame:
+        """Every source row of the activities that any activity rule can be about.
+
+        An activity matters only if some figure of some source reaches the lowest threshold
+        of any level, less the near-threshold band. The rest (the great majority: small
+        exercises) are left in the database; the filter runs there, set-based.
+        """
+        key = "activities:relevant"
+        if key not in self._frames:
+            self._frames[key] = self._load("activities", self._relevance())
+        return self._frames[key]
+
+    def linked_notifications(self, kind: str) -> pd.DataFrame:
+        """Notifications of ``kind`` that name a relevant activity."""
+        key = f"linked:{kind}"
+        if key not in self._frames:
+            table = Notification.__table__
+            ids = select(Activity.__table__.c.activity_id).where(self._relevance())
+            where = (table.c.kind == kind) & table.c.activity_id.in_(ids)
+            self._frames[key] = self._load("notifications", where)
+        return self._frames[key]
+
+    def _relevance(self) -> Any:
+        from sqlalchemy import or_
+
+        band = float(self.param("VD", "analytics.near_threshold_band_percent")) / 100
+        floors: dict[str, float] = {}
+        for (regime, key), p in self._load_params().items():
+            if regime == "VD" and ".threshold." in key:
+                column = THRESHOLD_COLUMNS.get(key.rsplit(".", 1)[1])
+                if column:
+                    floor = float(p.value) * (1 - band)
+                    floors[column] = min(floors.get(column, floor), floor)
+        table = Activity.__table__
+        hit = or_(*(table.c[c] >= math.floor(v) for c, v in sorted(floors.items())))
+        ids = select(table.c.activity_id).where(hit)
+        return table.c.activity_id.in_(ids)
+
+    def _load(self, name: str, where: Any = None) -> pd.DataFrame:
         model = _TABLES[name]
         table = model.__table__
         columns = _COLUMNS[name]
         query = select(*(table.c[c] for c in columns))
+        if where is not None:
+            query = query.where(where)
         conn = self.session.connection()
-        # Driver-level read: no per-value type processing; conversions below are vectorised.
-        compiled = query.compile(dialect=conn.dialect)
-        cursor = conn.exec_driver_sql(str(compiled), compiled.params)
-        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=list(columns))
+        # Read straight from the DB-API cursor: no per-value type processing (conversions
+        # below are vectorised).
+        result = conn.execute(query)
+        # Plain DB-API tuples, column-wise: no Row objects for a million rows.
+        records = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
+        data = list(zip(*records, strict=True)) if records else [()] * len(columns)
+        frame = pd.DataFrame(
+            {c: pd.Series(v, dtype=object) for c, v in zip(columns, data, strict=True)}
+        )
         for column in columns:
             kind = _kind_of(table.c[column])
             if kind in ("timestamp", "date"):
@@ -278,8 +333,10 @@ class CheckContext:
         as "nothing happened since".
         """
         if "horizon" not in self._cache:
-            sent = self.frame("notifications")["sent_at"]
-            latest = sent.max() if not sent.empty else pd.NaT
+            from sqlalchemy import func
+
+            latest = self.session.scalar(select(func.max(Notification.sent_at)))
+            latest = pd.NaT if latest is None else pd.Timestamp(latest).tz_convert(None)
             self._cache["horizon"] = self.as_of if pd.isna(latest) else min(self.as_of, latest)
         return self._cache["horizon"]
 

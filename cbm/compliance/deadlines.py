@@ -104,8 +104,8 @@ ANNUAL: tuple[AnnualObligation, ...] = (
 )
 #: VD verification requests whose reply is due within hours of the request.
 REPLIES = {
-    "inspection": ("inspection.reply_hours", "Reply to inspection request {id}", "VD-IX-I4"),
-    "evaluation": ("evaluation.reply_hours", "Reply to evaluation visit request {id}", None),
+    "vd_inspection": ("inspection.reply_hours", "Reply to inspection request {id}", "VD-IX-I4"),
+    "vd_evaluation": ("evaluation.reply_hours", "Reply to evaluation visit request {id}", None),
 }
 #: Reductions: the regime their deadline is judged under and the rule that judges it.
 REDUCTION_RULES = {"treaty": ("CFE", "CFE-R2"), "unilateral": ("RED", "RED-1")}

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from cbm.compliance.context import CheckContext, jsonable
@@ -243,6 +243,20 @@ def run_check(
     )
 
 
+VALUE_COLUMNS = (
+    "regime",
+    "severity",
+    "state",
+    "counterpart",
+    "subject_type",
+    "subject_id",
+    "period",
+    "due_at",
+    "summary",
+    "evidence",
+)
+
+
 def _sync(
     session: Session,
     run: CheckRun,
@@ -251,29 +265,39 @@ def _sync(
     found: dict[str, list[Candidate]],
     now: dt.datetime,
 ) -> dict[str, int]:
+    """Write what changed, set-based: new findings in one executemany, unchanged ones
+    touched by one UPDATE per thousand, changed/reopened/resolved ones with their events."""
+    table = Finding.__table__
     by_id = {r.id: r for r in rules}
     wanted: dict[str, tuple[Rule, Candidate]] = {}
     for rule_id, candidates in found.items():
         for c in candidates:
             wanted[finding_key(rule_id, c)] = (by_id[rule_id], c)
-    query = select(Finding).where(Finding.rule_id.in_([r.id for r in rules]))
+    columns = [
+        table.c.id,
+        table.c.finding_key,
+        table.c.status,
+        *(table.c[c] for c in VALUE_COLUMNS),
+    ]
+    query = select(*columns).where(table.c.rule_id.in_([r.id for r in rules]))
     if scope.states:
-        query = query.where(Finding.state.in_(scope.states))
+        query = query.where(table.c.state.in_(scope.states))
     start, end = scope.window()
     if start:
-        query = query.where(Finding.due_at >= start)
+        query = query.where(table.c.due_at >= start)
     if end:
-        query = query.where(Finding.due_at <= end)
-    existing = {f.finding_key: f for f in session.scalars(query)}
+        query = query.where(table.c.due_at <= end)
+    existing = {row.finding_key: row for row in session.execute(query)}
     # Keys detected now but stored outside the scope filters above (e.g. a due date moved).
     missing_keys = [k for k in wanted if k not in existing]
-    for chunk in range(0, len(missing_keys), 500):
-        keys = missing_keys[chunk : chunk + 500]
-        for f in session.scalars(select(Finding).where(Finding.finding_key.in_(keys))):
-            existing[f.finding_key] = f
+    for keys in _chunks(missing_keys, 500):
+        for row in session.execute(select(*columns).where(table.c.finding_key.in_(keys))):
+            existing[row.finding_key] = row
     counts = {"new": 0, "updated": 0, "reopened": 0, "resolved": 0}
-    events: list[FindingEvent] = []
-    created: list[Finding] = []
+    events: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    touched: list[int] = []
     for key, (r, c) in wanted.items():
         values = {
             "regime": r.regime,
@@ -287,53 +311,97 @@ def _sync(
             "summary": c.summary,
             "evidence": jsonable(c.evidence),
         }
-        f = existing.get(key)
-        if f is None:
-            f = Finding(
-                finding_key=key,
-                rule_id=r.id,
-                status="open",
-                first_detected_at=now,
-                last_detected_at=now,
-                last_check_run_id=run.id,
-                **values,
+        row = existing.get(key)
+        if row is None:
+            inserts.append(
+                {
+                    "finding_key": key,
+                    "rule_id": r.id,
+                    "status": "open",
+                    "first_detected_at": now,
+                    "last_detected_at": now,
+                    "resolved_at": None,
+                    "comment": None,
+                    "comment_by_id": None,
+                    "last_check_run_id": run.id,
+                    **values,
+                }
             )
-            session.add(f)
-            created.append(f)
-            counts["new"] += 1
             continue
         changes = {
-            name: [jsonable(_comparable(getattr(f, name))), jsonable(_comparable(value))]
+            name: [jsonable(_comparable(getattr(row, name))), jsonable(_comparable(value))]
             for name, value in values.items()
-            if _comparable(getattr(f, name)) != _comparable(value) and name != "evidence"
+            if name != "evidence" and _comparable(getattr(row, name)) != _comparable(value)
         }
-        if f.evidence != values["evidence"]:
+        if row.evidence != values["evidence"]:
             changes["evidence"] = [None, None]  # too long for the history; the page shows it
-        for name, value in values.items():
-            setattr(f, name, value)
-        f.last_detected_at = now
-        f.last_check_run_id = run.id
-        if f.status == "resolved":
-            f.status = "open"
-            f.resolved_at = None
-            counts["reopened"] += 1
-            events.append(_event(f, now, "reopened", run.id, changes or None))
-        elif changes:
-            counts["updated"] += 1
-            events.append(_event(f, now, "changed", run.id, changes))
-    for key, f in existing.items():
-        if key in wanted or f.status == "resolved":
+        reopened = row.status == "resolved"
+        if not changes and not reopened:
+            touched.append(row.id)
             continue
-        f.status = "resolved"
-        f.resolved_at = now
-        f.last_check_run_id = run.id
+        status = "open" if reopened else row.status
+        updates.append({"_id": row.id, **values, "_status": status, "_resolved_at": None})
+        if reopened:
+            counts["reopened"] += 1
+            events.append(_event(row.id, now, "reopened", status, run.id, changes or None))
+        else:
+            counts["updated"] += 1
+            events.append(_event(row.id, now, "changed", status, run.id, changes))
+    resolved = [
+        row.id for key, row in existing.items() if key not in wanted and row.status != "resolved"
+    ]
+    for finding_id in resolved:
         counts["resolved"] += 1
         events.append(
-            _event(f, now, "resolved", run.id, None, "No longer detected: the facts changed.")
+            _event(
+                finding_id,
+                now,
+                "resolved",
+                "resolved",
+                run.id,
+                None,
+                "No longer detected: the facts changed.",
+            )
         )
-    session.flush()  # new findings get their ids
-    events.extend(_event(f, now, "detected", run.id, None) for f in created)
-    session.add_all(events)
+    if inserts:
+        session.execute(table.insert(), inserts)
+        counts["new"] = len(inserts)
+        for keys in _chunks([i["finding_key"] for i in inserts], 1000):
+            for finding_id, _key in session.execute(
+                select(table.c.id, table.c.finding_key).where(table.c.finding_key.in_(keys))
+            ):
+                events.append(_event(finding_id, now, "detected", "open", run.id, None))
+    if updates:
+        statement = (
+            table.update()
+            .where(table.c.id == bindparam("_id"))
+            .values(
+                **{c: bindparam(c) for c in VALUE_COLUMNS},
+                status=bindparam("_status"),
+                resolved_at=bindparam("_resolved_at"),
+                last_detected_at=now,
+                last_check_run_id=run.id,
+            )
+        )
+        session.execute(statement, updates)
+    for ids in _chunks(touched, 1000):
+        session.execute(
+            table.update()
+            .where(table.c.id.in_(ids))
+            .values(last_detected_at=now, last_check_run_id=run.id)
+        )
+    for ids in _chunks(resolved, 1000):
+        session.execute(
+            table.update()
+            .where(table.c.id.in_(ids))
+            .values(status="resolved", resolved_at=now, last_check_run_id=run.id)
+        )
+    if events:
+        session.execute(FindingEvent.__table__.insert(), events)
+    # Core statements bypass the identity map: Finding objects loaded earlier are stale.
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Finding):
+            session.expire(obj)
     run.findings_detected = len(wanted)
     run.findings_new = counts["new"]
     run.findings_updated = counts["updated"]
@@ -343,6 +411,11 @@ def _sync(
     return counts
 
 
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 def _comparable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).replace(microsecond=0)
@@ -350,22 +423,24 @@ def _comparable(value: Any) -> Any:
 
 
 def _event(
-    f: Finding,
+    finding_id: int,
     now: dt.datetime,
     action: str,
+    status: str,
     run_id: int,
     changes: dict[str, Any] | None,
     comment: str | None = None,
-) -> FindingEvent:
-    return FindingEvent(
-        finding_id=f.id,
-        occurred_at=now,
-        action=action,
-        status=f.status,
-        check_run_id=run_id,
-        changes=changes,
-        comment=comment,
-    )
+) -> dict[str, Any]:
+    return {
+        "finding_id": finding_id,
+        "occurred_at": now,
+        "action": action,
+        "status": status,
+        "user_id": None,
+        "check_run_id": run_id,
+        "changes": changes,
+        "comment": comment,
+    }
 
 
 def record_failed_run(

@@ -32,7 +32,7 @@ def annual_submissions(
     """Findings for one annual submission; ``covers_year`` Y is due on month-day of Y+offset."""
     month, day = ctx.param(regime, due_key)
     min_share = ctx.param(regime, COVERAGE_KEY)
-    notes = ctx.frame("notifications")
+    notes = ctx.notifications(kind)
     subs = notes[
         (notes["regime"] == regime) & (notes["kind"] == kind) & notes["covers_year"].notna()
     ]
@@ -43,12 +43,11 @@ def annual_submissions(
     first = subs.sort_values(["got", "reference"]).drop_duplicates(["sender", "covers_year"])
     years = sorted(first["covers_year"].unique())
     evaluated, skipped = [], []
-    out: list[Candidate] = []
     if years:
         span = range(years[0], max(years[-1], ctx.as_of.year - due_year_offset) + 1)
     else:
         span = range(0)
-    by_key = first.set_index(["sender", "covers_year"])
+    owed_rows = []
     for year in span:
         due = end_of_day(pd.Timestamp(year + due_year_offset, month, day))
         owed = ctx.party_states(regime, due)
@@ -67,55 +66,15 @@ def annual_submissions(
             )
             continue
         evaluated.append(year)
-        for state in owed:
-            key = f"{state}|{year}"
-            if (state, year) not in by_key.index:
-                out.append(
-                    Candidate(
-                        state=state,
-                        subject_type="notification",
-                        subject_id="",
-                        period=str(year),
-                        severity="breach",
-                        due_at=aware(due),
-                        summary=(
-                            f"{state} has no {what} for {year} on record; {citation} requires it "
-                            f"by {due.date():%d %B %Y}."
-                        ),
-                        evidence={"due_at": due, "covers_year": year, "submission": None},
-                        key=key,
-                    )
-                )
-                continue
-            row = by_key.loc[(state, year)]
-            if row["got"] > due:
-                days = (row["got"].normalize() - due.normalize()).days
-                out.append(
-                    Candidate(
-                        state=state,
-                        subject_type="notification",
-                        subject_id=str(row["reference"]),
-                        period=str(year),
-                        severity="late",
-                        due_at=aware(due),
-                        summary=(
-                            f"{state} sent its {what} for {year} ({row['reference']}) on "
-                            f"{when_iso(row['got'])}, {days} day{'s' if days != 1 else ''} after "
-                            f"the deadline; {citation} requires it by {due.date():%d %B %Y}."
-                        ),
-                        evidence={
-                            "due_at": due,
-                            "covers_year": year,
-                            "submission": str(row["reference"]),
-                            "received_at": row["got"],
-                            "nil_report": bool(row["nil_report"])
-                            if pd.notna(row["nil_report"])
-                            else None,
-                            "days_late": days,
-                        },
-                        key=key,
-                    )
-                )
+        owed_rows.append(pd.DataFrame({"state": owed, "covers_year": year, "due": due}))
+    out: list[Candidate] = []
+    if owed_rows:
+        owed_frame = pd.concat(owed_rows, ignore_index=True)
+        merged = owed_frame.merge(
+            first, left_on=["state", "covers_year"], right_on=["sender", "covers_year"], how="left"
+        )
+        bad = merged[merged["reference"].isna() | (merged["got"] > merged["due"])]
+        out = [_annual_finding(row, what, citation) for row in bad.itertuples()]
     ctx.record_coverage(
         rule_id,
         regime=REGIME_NAMES[regime],
@@ -124,6 +83,51 @@ def annual_submissions(
         min_share=min_share,
     )
     return iter(out)
+
+
+def _annual_finding(row: object, what: str, citation: str) -> Candidate:
+    """Missing (breach) or late (late): keyed by State and period, so missing-then-late is
+    one finding whose severity changes."""
+    due, year, state = row.due, int(row.covers_year), row.state
+    key = f"{state}|{year}"
+    if pd.isna(row.reference):
+        return Candidate(
+            state=state,
+            subject_type="notification",
+            subject_id="",
+            period=str(year),
+            severity="breach",
+            due_at=aware(due),
+            summary=(
+                f"{state} has no {what} for {year} on record; {citation} requires it "
+                f"by {due.date():%d %B %Y}."
+            ),
+            evidence={"due_at": due, "covers_year": year, "submission": None},
+            key=key,
+        )
+    days = (row.got.normalize() - due.normalize()).days
+    return Candidate(
+        state=state,
+        subject_type="notification",
+        subject_id=str(row.reference),
+        period=str(year),
+        severity="late",
+        due_at=aware(due),
+        summary=(
+            f"{state} sent its {what} for {year} ({row.reference}) on "
+            f"{when_iso(row.got)}, {days} day{'s' if days != 1 else ''} after "
+            f"the deadline; {citation} requires it by {due.date():%d %B %Y}."
+        ),
+        evidence={
+            "due_at": due,
+            "covers_year": year,
+            "submission": str(row.reference),
+            "received_at": row.got,
+            "nil_report": bool(row.nil_report) if pd.notna(row.nil_report) else None,
+            "days_late": days,
+        },
+        key=key,
+    )
 
 
 @rule(

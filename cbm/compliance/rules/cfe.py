@@ -13,6 +13,7 @@ import pandas as pd
 
 from cbm.compliance.context import CheckContext, aware, day_iso, end_of_day, when_iso
 from cbm.compliance.registry import Candidate, rule
+from cbm.compliance.rules.wording import duration
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -59,11 +60,12 @@ def holdings_change(ctx: CheckContext) -> Iterator[Candidate]:
     change = (h["count"] - prev).abs()
     limit = prev * percent / 100
     hit = (change > limit) if strict else (change >= limit)
-    changes = h[hit.fillna(False).astype(bool)].assign(prev=prev, change=change)
+    h = h.assign(prev=prev, change=change)
+    changes = h[hit.fillna(False).astype(bool)]
     if changes.empty:
         return
     changes = changes.assign(deadline=add_working_days(changes["as_of"], days).to_numpy())
-    notes = ctx.frame("notifications")
+    notes = ctx.notifications("holdings_change")
     notes = notes[notes["kind"] == "holdings_change"][["sender", "remarks", "sent_at", "reference"]]
     pairs = changes.reset_index(names="i").merge(
         notes, left_on="state", right_on="sender", how="inner"
@@ -190,7 +192,7 @@ def inspection_notice(ctx: CheckContext) -> Iterator[Candidate]:
     insp = insp.assign(
         hours=hours.fillna(float(ctx.param("CFE", NOTICE_KEYS["cfe_declared_site"])))
     )
-    notes = ctx.frame("notifications")
+    notes = ctx.notifications("inspection_notification")
     notes = notes[(notes["kind"] == "inspection_notification") & notes["event_id"].notna()]
     first = notes.sort_values("sent_at").drop_duplicates("event_id").set_index("event_id")
     insp = insp.join(first[["reference", "sent_at"]], on="inspection_id")
@@ -201,7 +203,7 @@ def inspection_notice(ctx: CheckContext) -> Iterator[Candidate]:
         what = (
             "gave no notice on record"
             if pd.isna(row.sent_at)
-            else f"gave notice {row.lead:.1f} hours before arrival ({row.reference})"
+            else f"gave notice {duration(row.lead)} before arrival ({row.reference})"
         )
         yield Candidate(
             state=row.inspecting_state,

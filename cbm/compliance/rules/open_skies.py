@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
-from cbm.compliance.context import CheckContext, aware, when_iso
+from cbm.compliance.context import CheckContext, aware, end_of_day, when_iso
 from cbm.compliance.registry import Candidate, rule
+from cbm.compliance.rules.wording import duration
 
 HOUR = pd.Timedelta(hours=1)
 
@@ -42,7 +45,8 @@ def flight_notice(ctx: CheckContext) -> Iterator[Candidate]:
     hours = float(ctx.param("OST", "flight_notification.min_lead_hours"))
     f = _flights(ctx)
     lead = (f["eta_poe"] - f["notified_at"]) / HOUR
-    late = f[lead < hours].assign(lead=lead)
+    f = f.assign(lead=lead)
+    late = f[f["lead"] < hours]
     for row in late.itertuples():
         yield Candidate(
             state=row.observing_state,
@@ -54,8 +58,8 @@ def flight_notice(ctx: CheckContext) -> Iterator[Candidate]:
             due_at=aware(row.eta_poe - hours * HOUR),
             summary=(
                 f"{row.observing_state} notified observation flight {row.flight_id} over "
-                f"{row.observed_state} {row.lead:.1f} hours before its ETA "
-                f"({when_iso(row.eta_poe)}); OST Art. VI ¶5 requires {hours:g}."
+                f"{row.observed_state} {duration(row.lead)} before its ETA "
+                f"({when_iso(row.eta_poe)}); OST Art. VI ¶5 requires {hours:g} hours."
             ),
             evidence={
                 "flight_id": row.flight_id,
@@ -81,7 +85,7 @@ def flight_notice(ctx: CheckContext) -> Iterator[Candidate]:
 def flight_acknowledgement(ctx: CheckContext) -> Iterator[Candidate]:
     hours = float(ctx.param("OST", "flight_acknowledgement.max_hours"))
     f = _flights(ctx)
-    notes = ctx.frame("notifications")
+    notes = ctx.notifications("flight_notification", "flight_acknowledgement")
     notes = notes[(notes["regime"] == "OST") & notes["event_id"].notna()]
 
     def first(kind: str, prefix: str) -> pd.DataFrame:
@@ -91,17 +95,20 @@ def flight_acknowledgement(ctx: CheckContext) -> Iterator[Candidate]:
     f = f.join(first("flight_notification", "note_"), on="flight_id").join(
         first("flight_acknowledgement", "ack_"), on="flight_id"
     )
-    took = (f["ack_sent_at"] - f["note_sent_at"]) / HOUR
-    bad = f["note_sent_at"].isna() | f["ack_sent_at"].isna() | (took > hours)
-    f = f.assign(took=took)
+    # The clock starts with the notification message, else the flight's notification time;
+    # the observed Party is not blamed for a notification message missing from the data.
+    base = f["note_sent_at"].fillna(f["notified_at"])
+    took = (f["ack_sent_at"] - base) / HOUR
+    deadline = base + hours * HOUR
+    # A missing acknowledgement is judged only when the data reach past its deadline.
+    missing = f["ack_sent_at"].isna() & (deadline < ctx.horizon())
+    bad = missing | (took > hours)
+    f = f.assign(took=took, deadline=deadline)
     for row in f[bad].itertuples():
-        if pd.isna(row.note_sent_at):
-            what = "no flight notification message is on record"
-        elif pd.isna(row.ack_sent_at):
+        if pd.isna(row.ack_sent_at):
             what = f"{row.observed_state} has no acknowledgement on record"
         else:
-            what = f"{row.observed_state} acknowledged it after {row.took:.1f} hours"
-        base = row.note_sent_at if pd.notna(row.note_sent_at) else row.notified_at
+            what = f"{row.observed_state} acknowledged it after {duration(row.took)}"
         yield Candidate(
             state=row.observed_state,
             counterpart=row.observing_state,
@@ -109,7 +116,7 @@ def flight_acknowledgement(ctx: CheckContext) -> Iterator[Candidate]:
             subject_id=row.flight_id,
             period=str(row.year),
             severity="late",
-            due_at=aware(base + hours * HOUR) if pd.notna(base) else aware(row.eta_poe),
+            due_at=aware(row.deadline),
             summary=(
                 f"Flight {row.flight_id} of {row.observing_state} over {row.observed_state}: "
                 f"{what}; OST Art. VI ¶6 requires an acknowledgement within {hours:g} hours."
@@ -119,6 +126,7 @@ def flight_acknowledgement(ctx: CheckContext) -> Iterator[Candidate]:
                 "notification": None if pd.isna(row.note_reference) else row.note_reference,
                 "notification_sent_at": None if pd.isna(row.note_sent_at) else row.note_sent_at,
                 "acknowledgement": None if pd.isna(row.ack_reference) else row.ack_reference,
+                "notified_at": None if pd.isna(row.notified_at) else row.notified_at,
                 "acknowledged_at": None if pd.isna(row.ack_sent_at) else row.ack_sent_at,
                 "hours": None if pd.isna(row.took) else round(float(row.took), 2),
                 "limit_hours": hours,
@@ -144,7 +152,8 @@ def mission_window(ctx: CheckContext) -> Iterator[Candidate]:
     hours = float(ctx.param("OST", "mission.max_window_hours"))
     f = _flights(ctx)
     took = (f["flight_end_at"] - f["eta_poe"]) / HOUR
-    over = f[took > hours].assign(took=took)
+    f = f.assign(took=took)
+    over = f[f["took"] > hours]
     for row in over.itertuples():
         yield Candidate(
             state=row.observing_state,
@@ -156,8 +165,8 @@ def mission_window(ctx: CheckContext) -> Iterator[Candidate]:
             due_at=aware(row.eta_poe + hours * HOUR),
             summary=(
                 f"{row.observing_state}'s observation flight {row.flight_id} over "
-                f"{row.observed_state} ended {row.took:.1f} hours after its ETA; OST Art. VI ¶9 "
-                f"allows {hours:g}."
+                f"{row.observed_state} ended {duration(row.took)} after its ETA; OST Art. VI ¶9 "
+                f"allows {hours:g} hours."
             ),
             evidence={
                 "flight_id": row.flight_id,
@@ -198,8 +207,7 @@ def mission_report(ctx: CheckContext) -> Iterator[Candidate]:
             severity, what = "breach", "has provided no mission report"
         else:
             severity = "late"
-            what = f"provided the mission report {row.took.total_seconds() / 86400:.1f} days after"
-            what += " departure"
+            what = f"provided the mission report {duration(row.took, 'days')} after departure"
         yield Candidate(
             state=row.observing_state,
             counterpart=row.observed_state,
@@ -302,17 +310,88 @@ def prohibited(ctx: CheckContext) -> Iterator[Candidate]:
         )
 
 
-def _passive_quotas(
-    ctx: CheckContext,
-) -> tuple[dict[tuple[str, int], int], dict[str, tuple[str, int]]]:
-    quotas = ctx.frame("quotas")
-    ost = quotas[(quotas["regime"] == "OST") & (quotas["kind"] == "passive")]
-    stored = {(r.state, int(r.year)): int(r.quota) for r in ost.itertuples()}
-    holders = {}
-    for h in ctx.frame("os_holders").itertuples():
-        for member in str(h.members).split():
-            holders[member] = (h.holder, int(h.passive_quota))
-    return stored, holders
+ROUNDED = {"ceil": "rounded up", "floor": "rounded down"}
+FIRST_DISTRIBUTION = (
+    "quota.first_distribution_percent",
+    "quota.first_distribution_rounding",
+    "phasing.end_years_after_eif",
+)
+
+
+def percent_of(quota: int, percent: float, rounding: str) -> int:
+    """``percent`` % of ``quota`` rounded as the Treaty says (exact arithmetic, no floats)."""
+    share = Fraction(str(percent)) * quota / 100
+    return math.ceil(share) if rounding == "ceil" else math.floor(share)
+
+
+def phasing_end(ctx: CheckContext) -> pd.Timestamp | None:
+    """The last moment of the phasing period: 31 December of the ``phasing.end_years_after_eif``
+    th year after the year of entry into force (the earliest OST participation on record)."""
+    part = ctx.frame("participation")
+    ost = part[(part["regime"] == "OST") & (part["status"] == "party")]
+    if ost.empty or ost["valid_from"].isna().all():
+        return None
+    eif = ost["valid_from"].min()
+    years = int(ctx.param("OST", "phasing.end_years_after_eif"))
+    return end_of_day(pd.Timestamp(eif.year + years, 12, 31))
+
+
+@dataclass(frozen=True)
+class PassiveQuota:
+    """The passive quota an observed State's flights count against in one year."""
+
+    holder: str  # the State, or the group (BY-RU, Benelux) that holds the quota
+    full: int  # the quota as distributed
+    accepted: int  # what the observed Party must accept: 75 % in the phasing period
+    phased: bool
+    percent: float
+    rounding: str
+
+    def text(self) -> str:
+        if not self.phased:
+            return f"{self.full}"
+        return (
+            f"{self.accepted}: {self.percent:g} % of {self.full}, {ROUNDED[self.rounding]}, in "
+            "the phasing period"
+        )
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "quota_holder": self.holder,
+            "passive_quota": self.accepted,
+            "passive_quota_distributed": self.full,
+            "phasing_period": self.phased,
+        }
+
+
+class PassiveQuotas:
+    """Passive quotas by State and year: the quotas table, else the Annex A holder's quota
+    (a group's common quota for its members); in the phasing period the first-distribution
+    rule (Annex A Sec. II ¶1) limits what must be accepted to 75 % of it, rounded down."""
+
+    def __init__(self, ctx: CheckContext) -> None:
+        quotas = ctx.frame("quotas")
+        ost = quotas[(quotas["regime"] == "OST") & (quotas["kind"] == "passive")]
+        self.stored = {(r.state, int(r.year)): int(r.quota) for r in ost.itertuples()}
+        self.holders: dict[str, tuple[str, int]] = {}
+        for h in ctx.frame("os_holders").itertuples():
+            for member in str(h.members).split():
+                self.holders[member] = (h.holder, int(h.passive_quota))
+        self.percent = float(ctx.param("OST", "quota.first_distribution_percent"))
+        self.rounding = str(ctx.param("OST", "quota.first_distribution_rounding"))
+        self.phasing_end = phasing_end(ctx)
+
+    def get(self, state: str, year: int, eta: pd.Timestamp) -> PassiveQuota | None:
+        """``None`` when neither the quotas table nor Annex A gives the State a quota."""
+        if (state, year) in self.stored:
+            holder, full = state, self.stored[(state, year)]
+        elif state in self.holders:
+            holder, full = self.holders[state]
+        else:
+            return None
+        phased = self.phasing_end is not None and eta <= self.phasing_end
+        accepted = percent_of(full, self.percent, self.rounding) if phased else full
+        return PassiveQuota(holder, full, accepted, phased, self.percent, self.rounding)
 
 
 def _counted(ctx: CheckContext) -> pd.DataFrame:
@@ -331,14 +410,19 @@ def _counted(ctx: CheckContext) -> pd.DataFrame:
     subject_type="observation_flight",
     requirement=(
         "No Party conducts more observation flights over another than 50 percent, rounded up, "
-        "of its own total active quota or of the other's passive quota, whichever is less."
+        "of its own total active quota or of the other's passive quota, whichever is less "
+        "(in the phasing period 75 percent, rounded down, of the passive quota)."
     ),
-    params=("quota.per_counterpart_cap_percent", "quota.per_counterpart_cap_rounding"),
+    params=(
+        "quota.per_counterpart_cap_percent",
+        "quota.per_counterpart_cap_rounding",
+        *FIRST_DISTRIBUTION,
+    ),
 )
 def per_counterpart_cap(ctx: CheckContext) -> Iterator[Candidate]:
     percent = float(ctx.param("OST", "quota.per_counterpart_cap_percent"))
-    rounding = ctx.param("OST", "quota.per_counterpart_cap_rounding")
-    stored, holders = _passive_quotas(ctx)
+    rounding = str(ctx.param("OST", "quota.per_counterpart_cap_rounding"))
+    passive_of = PassiveQuotas(ctx)
     quotas = ctx.frame("quotas")
     active = (
         quotas[(quotas["regime"] == "OST") & (quotas["kind"] == "active")]
@@ -349,19 +433,20 @@ def per_counterpart_cap(ctx: CheckContext) -> Iterator[Candidate]:
     counted = counted.assign(
         n=counted.groupby(["observing_state", "observed_state", "year"]).cumcount() + 1
     )
-    evaluated, skipped = set(), set()
+    evaluated: set[tuple[str, int]] = set()
+    skipped: dict[tuple[str, int], str] = {}
     for row in counted.itertuples():
         key = (row.observing_state, row.year)
         if key not in active.index:
-            skipped.add(key)  # no active quota distribution on record: not evaluated
+            skipped[key] = "no active quota on record"  # no distribution: not evaluated
+            continue
+        passive = passive_of.get(row.observed_state, row.year, row.eta_poe)
+        if passive is None:
+            skipped[(row.observed_state, row.year)] = "no passive quota on record"
             continue
         evaluated.add(key)
         own = int(active.loc[key])
-        passive = stored.get((row.observed_state, row.year))
-        if passive is None:
-            passive = holders.get(row.observed_state, (row.observed_state, 0))[1]
-        share = min(own, passive) * percent / 100
-        cap = math.ceil(share) if rounding == "ceil" else math.floor(share)
+        cap = percent_of(min(own, passive.accepted), percent, rounding)
         if row.n > cap:
             yield Candidate(
                 state=row.observing_state,
@@ -374,22 +459,21 @@ def per_counterpart_cap(ctx: CheckContext) -> Iterator[Candidate]:
                 summary=(
                     f"{row.flight_id} was {row.observing_state}'s flight no. {row.n} over "
                     f"{row.observed_state} in {row.year}; OST Art. III ¶10 caps it at {cap} "
-                    f"(50 % of min(active {own}, passive {passive}), rounded up)."
+                    f"({percent:g} % of min(active {own}, passive {passive.text()}), "
+                    f"{ROUNDED[rounding]})."
                 ),
                 evidence={
                     "flight_id": row.flight_id,
                     "flights_so_far": int(row.n),
                     "active_quota": own,
-                    "passive_quota": passive,
+                    **passive.evidence(),
                     "cap": cap,
                 },
             )
     ctx.record_coverage(
         "OS-Q6",
         evaluated=sorted(f"{s} {y}" for s, y in evaluated),
-        skipped=[
-            {"period": f"{s} {y}", "why": "no active quota on record"} for s, y in sorted(skipped)
-        ],
+        skipped=[{"period": f"{s} {y}", "why": why} for (s, y), why in sorted(skipped.items())],
     )
 
 
@@ -397,34 +481,40 @@ def per_counterpart_cap(ctx: CheckContext) -> Iterator[Candidate]:
     "OS-OVERQUOTA",
     regime="OST",
     title="Observation flights accepted beyond the passive quota (positive)",
-    citation="OST Art. III Sec. I ¶2-3",
+    citation="OST Art. III Sec. I ¶2-3; Annex A Sec. II ¶1",
     source_status="verified",
     severity="positive",
     subject_type="observation_flight",
     requirement=(
         "Not an obligation: a Party that accepts more observation flights than its passive "
-        "quota shows openness beyond the Treaty; flagged as a positive signal."
+        "quota (in the phasing period 75 percent of it, rounded down) shows openness beyond "
+        "the Treaty; flagged as a positive signal."
     ),
+    params=FIRST_DISTRIBUTION,
     signal=True,
 )
 def beyond_quota(ctx: CheckContext) -> Iterator[Candidate]:
-    stored, holders = _passive_quotas(ctx)
+    passive_of = PassiveQuotas(ctx)
     counted = _counted(ctx)
     if counted.empty:
         return
-    keys, limits = [], []
-    for state, year in zip(counted["observed_state"], counted["year"], strict=True):
-        passive = stored.get((state, year))
-        if passive is not None:
-            keys.append(state)
-            limits.append(passive)
-        else:
-            holder, quota = holders.get(state, (state, 0))
-            keys.append(holder)
-            limits.append(quota)
-    counted = counted.assign(holder=keys, limit=np.array(limits))
+    quotas = [
+        passive_of.get(state, year, eta)
+        for state, year, eta in zip(
+            counted["observed_state"], counted["year"], counted["eta_poe"], strict=True
+        )
+    ]
+    known = np.array([q is not None for q in quotas], dtype=bool)
+    counted = counted.assign(quota=quotas)[known]  # no quota on record: not evaluated
+    if counted.empty:
+        return
+    counted = counted.assign(
+        holder=[q.holder for q in counted["quota"]],
+        limit=[q.accepted for q in counted["quota"]],
+    )
     counted = counted.assign(n=counted.groupby(["holder", "year"]).cumcount() + 1)
     for row in counted[counted["n"] > counted["limit"]].itertuples():
+        passive: PassiveQuota = row.quota
         yield Candidate(
             state=row.observed_state,
             counterpart=row.observing_state,
@@ -436,12 +526,11 @@ def beyond_quota(ctx: CheckContext) -> Iterator[Candidate]:
             summary=(
                 f"{row.observed_state} accepted {row.flight_id} from {row.observing_state} as "
                 f"flight no. {row.n} in {row.year} over {row.holder}, beyond its passive quota "
-                f"of {row.limit}: openness beyond what the Treaty requires."
+                f"of {passive.text()}: openness beyond what the Treaty requires."
             ),
             evidence={
                 "flight_id": row.flight_id,
-                "quota_holder": row.holder,
                 "flights_accepted": int(row.n),
-                "passive_quota": int(row.limit),
+                **passive.evidence(),
             },
         )

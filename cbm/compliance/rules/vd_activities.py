@@ -31,7 +31,7 @@ DAY = pd.Timedelta(days=1)
 def activity_table(ctx: CheckContext) -> pd.DataFrame:
     """One row per activity: State, kind, first start, last end, largest figures, sources."""
     if "activity_table" not in ctx._cache:
-        rows = ctx.frame("activities")
+        rows = ctx.relevant_activities()
         if rows.empty:
             table = pd.DataFrame(
                 {
@@ -45,25 +45,30 @@ def activity_table(ctx: CheckContext) -> pd.DataFrame:
                 }
             )
         else:
-            rows = rows.assign(end=rows["end_date"].fillna(rows["start_date"]))
-            grouped = rows.groupby("activity_id", sort=True)
-            table = grouped.agg(
-                state=("state", "first"),
-                kind=("kind", "first"),
-                start=("start_date", "min"),
-                end=("end", "max"),
-                **{f: (f, "max") for f in FIGURES},
+            rows = rows.assign(
+                end=rows["end_date"].fillna(rows["start_date"]),
+                has_calendar=rows["source"] == "calendar",
             )
-            table["has_calendar"] = grouped["source"].agg(lambda s: bool((s == "calendar").any()))
-            table = table.reset_index()
+            table = (
+                rows.groupby("activity_id", sort=True)
+                .agg(
+                    state=("state", "first"),
+                    kind=("kind", "first"),
+                    start=("start_date", "min"),
+                    end=("end", "max"),
+                    has_calendar=("has_calendar", "any"),
+                    **{f: (f, "max") for f in FIGURES},
+                )
+                .reset_index()
+            )
         ctx._cache["activity_table"] = table
     return ctx._cache["activity_table"]
 
 
 def linked(ctx: CheckContext, kind: str) -> pd.DataFrame:
     """Notifications of ``kind`` linked to an activity: the earliest sent per activity."""
-    notes = ctx.frame("notifications")
-    picked = notes[(notes["kind"] == kind) & notes["activity_id"].notna()]
+    notes = ctx.linked_notifications(kind)
+    picked = notes[notes["activity_id"].notna()]
     picked = picked.sort_values(["sent_at", "reference"]).drop_duplicates("activity_id")
     return picked.set_index("activity_id")[["reference", "sent_at"]]
 
@@ -187,6 +192,8 @@ def prior_notification(ctx: CheckContext) -> Iterator[Candidate]:
         "prior_notification.threshold.tanks",
         "prior_notification.threshold.acv",
         "prior_notification.threshold.artillery",
+        "prior_notification.threshold.air_sorties",
+        "prior_notification.threshold.amphibious_airborne_troops",
         "prior_notification.comparator",
     ),
 )
@@ -536,7 +543,7 @@ NEAR_LEVELS = (
 )
 def near_threshold(ctx: CheckContext) -> Iterator[Candidate]:
     band = float(ctx.param("VD", "analytics.near_threshold_band_percent")) / 100
-    rows = ctx.frame("activities")
+    rows = ctx.relevant_activities()
     declared = rows[rows["source"].isin(["notification", "calendar"])]
     hits: dict[str, list[tuple[str, int, int, str]]] = {}
     for level in NEAR_LEVELS:

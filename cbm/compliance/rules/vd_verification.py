@@ -5,7 +5,8 @@ Inspections and evaluation visits belong to the year of their request. A refusal
 breach only while the receiving State was within its quota: fewer accepted requests (before
 this one, that year) than the quota, none yet from the same requesting State, and for
 evaluation visits within the per-requester and per-unit limits. Force majeure is not a
-refusal.
+refusal, and an accepted request marked as not counting against the quota (not carried out
+because of force majeure) does not use the quota up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 
 from cbm.compliance.context import CheckContext, aware, end_of_day, when_iso
 from cbm.compliance.registry import Candidate, rule
+from cbm.compliance.rules.wording import duration
 
 REFUSED = ("refused", "no_reply")
 HOUR = pd.Timedelta(hours=1)
@@ -53,7 +55,10 @@ def _vd(ctx: CheckContext, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     insp = ctx.frame("inspections")
     insp = insp[insp["kind"] == kind]
     insp = insp.assign(year=insp["requested_at"].dt.year)
-    accepted = insp[insp["reply"] == "accepted"]
+    # An accepted request counts against the quota unless it is marked as not counting
+    # (e.g. not carried out because of force majeure); an empty flag counts.
+    counts = insp["counts_against_quota"].astype(object).fillna(True).astype(bool)
+    accepted = insp[(insp["reply"] == "accepted") & counts]
     return insp, accepted
 
 
@@ -133,7 +138,8 @@ def inspection_reply(ctx: CheckContext) -> Iterator[Candidate]:
     hours = float(ctx.param("VD", "inspection.reply_hours"))
     insp, _ = _vd(ctx, "vd_inspection")
     took = (insp["replied_at"] - insp["requested_at"]) / HOUR
-    late = insp[took > hours].assign(took=took[took > hours])
+    insp = insp.assign(took=took)
+    late = insp[insp["took"] > hours]
     for row in late.itertuples():
         yield Candidate(
             state=row.inspected_state,
@@ -145,7 +151,7 @@ def inspection_reply(ctx: CheckContext) -> Iterator[Candidate]:
             due_at=aware(row.requested_at + hours * HOUR),
             summary=(
                 f"{row.inspected_state} answered inspection request {row.inspection_id} from "
-                f"{row.inspecting_state} {row.took:.1f} hours after it was made; VD 2011 ¶85 "
+                f"{row.inspecting_state} {duration(row.took)} after it was made; VD 2011 ¶85 "
                 f"requires a reply within {hours:g} hours."
             ),
             evidence={
@@ -173,7 +179,8 @@ def inspection_report(ctx: CheckContext) -> Iterator[Candidate]:
     days = int(ctx.param("VD", "inspection.report_days"))
     insp, _ = _vd(ctx, "vd_inspection")
     took = insp["report_at"] - insp["end_at"]
-    late = insp[took > pd.Timedelta(days=days)].assign(took=took)
+    insp = insp.assign(took=took)
+    late = insp[insp["took"] > pd.Timedelta(days=days)]
     for row in late.itertuples():
         yield Candidate(
             state=row.inspecting_state,
@@ -185,7 +192,7 @@ def inspection_report(ctx: CheckContext) -> Iterator[Candidate]:
             due_at=aware(row.end_at + pd.Timedelta(days=days)),
             summary=(
                 f"{row.inspecting_state} circulated the report of inspection {row.inspection_id} "
-                f"in {row.inspected_state} {row.took.total_seconds() / 86400:.1f} days after it "
+                f"in {row.inspected_state} {duration(row.took, 'days')} after it "
                 f"ended; VD 2011 ¶100 requires it within {days} days."
             ),
             evidence={
@@ -322,7 +329,7 @@ def evaluation_refused(ctx: CheckContext) -> Iterator[Candidate]:
 )
 def unusual_activity_reply(ctx: CheckContext) -> Iterator[Candidate]:
     hours = float(ctx.param("VD", "unusual_activity.reply_hours"))
-    notes = ctx.frame("notifications")
+    notes = ctx.notifications("unusual_activity_request", "unusual_activity_reply")
     requests = notes[notes["kind"] == "unusual_activity_request"]
     if requests.empty:
         return
@@ -358,7 +365,7 @@ def unusual_activity_reply(ctx: CheckContext) -> Iterator[Candidate]:
             severity = "late"
             summary = (
                 f"{row.requested} replied to {row.sender}'s request {row.reference} "
-                f"{row.took:.1f} hours after it was sent; VD 2011 Chapter III requires a reply "
+                f"{duration(row.took)} after it was sent; VD 2011 Chapter III requires a reply "
                 f"within {hours:g} hours."
             )
         yield Candidate(
