@@ -59,6 +59,7 @@ WRITE_ALLOWLIST = {
     "auth.login": "signing in is how anyone becomes a user",
     "auth.logout": "every user may end their own session",
     "account.change_password": "every user may change their own password",
+    "deadlines.renew_feed": "every user may create or renew their own calendar-feed link",
 }
 
 #: Statuses that look like a refusal but are the route's real answer. Signing in with an
@@ -102,6 +103,9 @@ EXAMPLES: dict[str, Callable[[DataSet], Any]] = {
     "run_id": lambda d: d.run_id,
     "job_id": lambda d: "check:nightly",  # a fixed job of the registry (a placeholder)
     "source_id": lambda d: 999_999,  # no such source: 404 for those allowed
+    "rule_id": lambda d: "VD-I-3",  # a rule of the catalogue (fixed ids)
+    "finding_id": lambda d: 999_999,  # no such finding: 404 for those allowed
+    "check_id": lambda d: 999_999,  # no such check run: 404 for those allowed
 }
 
 

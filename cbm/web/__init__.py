@@ -115,6 +115,13 @@ def init_blueprints(app: Flask) -> None:
 
     app.register_blueprint(records_bp)
     register_nav(app, "records.index", "Records")
+    from cbm.web.compliance import BLUEPRINTS as compliance_bps
+    from cbm.web.compliance import NAV as compliance_nav
+
+    for blueprint in compliance_bps:
+        app.register_blueprint(blueprint)
+    for endpoint, label in compliance_nav:
+        register_nav(app, endpoint, label)
     from cbm.web.runs import bp as runs_bp
 
     app.register_blueprint(runs_bp)

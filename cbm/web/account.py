@@ -23,6 +23,7 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
+from cbm.compliance.deadlines import ensure_feed_token
 from cbm.models import User
 from cbm.services.accounts import MIN_PASSWORD_LENGTH, AccountError, change_own_password
 from cbm.web.auth import WebUser, limiter, role_required
@@ -38,6 +39,8 @@ def _password_limit() -> str:
 @bp.get("")
 @role_required("viewer")
 def index() -> Any:
+    # The calendar-feed link is made on the first visit (a GET that writes, once).
+    ensure_feed_token(db_session(), current_user.id)
     return _page()
 
 
@@ -65,7 +68,16 @@ def change_password() -> Any:
 
 def _page(error: str | None = None) -> tuple[str, int]:
     user = db_session().get(User, current_user.id)
+    feed_url = (
+        url_for("deadlines.ics", token=user.feed_token, _external=True)
+        if user is not None and user.feed_token
+        else None
+    )
     html = render_template(
-        "account/index.html", account=user, error=error, min_length=MIN_PASSWORD_LENGTH
+        "account/index.html",
+        account=user,
+        error=error,
+        min_length=MIN_PASSWORD_LENGTH,
+        feed_url=feed_url,
     )
     return html, (422 if error else 200)

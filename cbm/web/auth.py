@@ -3,7 +3,9 @@
 - Sessions name the account *and* its ``session_version``; disabling an account, resetting
   its password or changing its role bumps the version, which ends its sessions at once.
 - Every endpoint needs a signed-in user unless it is listed in ``PUBLIC_ENDPOINTS`` (or is
-  a dashboard and ``CBM_PUBLIC_DASHBOARDS`` is on, for GET only). Views state the role
+  a dashboard and ``CBM_PUBLIC_DASHBOARDS`` is on, for GET only). A view marked
+  :func:`feed_token_auth` (the calendar feed) is also reached by a GET with ``?token=``,
+  which the view checks itself. Views state the role
   they need with :func:`role_required`; without it, any signed-in user (a viewer) may see
   them.
 - Sign-in is rate-limited per client address, and the session is renewed on sign-in
@@ -115,6 +117,25 @@ def public(view: F) -> F:
     return view
 
 
+def feed_token_auth(view: F) -> F:
+    """Mark a GET view that may be read with ``?token=`` instead of a session.
+
+    Calendar clients cannot sign in, so a feed URL carries the account's feed token. The
+    guard lets an anonymous GET through to such a view only when the URL has a ``token``
+    argument, and the view itself must check the token (and refuse a wrong one). Without a
+    token the usual rule applies: sign in first.
+    """
+    view.cbm_feed_token = True  # type: ignore[attr-defined]
+    return view
+
+
+def _feed_token_request(endpoint: str) -> bool:
+    if request.method not in ("GET", "HEAD") or "token" not in request.args:
+        return False
+    view = current_app.view_functions.get(endpoint)
+    return bool(getattr(view, "cbm_feed_token", False))
+
+
 def is_public(endpoint: str) -> bool:
     if endpoint in PUBLIC_ENDPOINTS:
         return True
@@ -150,6 +171,8 @@ def _guard() -> Response | None:
         return None
     if getattr(current_user, "is_authenticated", False):
         return None
+    if _feed_token_request(endpoint):
+        return None  # the view checks the token
     settings = current_app.config["CBM_SETTINGS"]
     blueprint = endpoint.split(".", 1)[0] if "." in endpoint else None
     if (

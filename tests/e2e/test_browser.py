@@ -439,3 +439,73 @@ def test_record_an_inspection(
     assert path_of(page) == "/login"
     page.goto(record_path)
     assert path_of(page) == "/login"
+
+
+# --------------------------------------------------------------------------------------
+# findings: an analyst disputes one
+# --------------------------------------------------------------------------------------
+
+
+def test_analyst_disputes_a_finding(
+    page: Any, live_server: Any, shots: Callable[[Any, str], Path]
+) -> None:
+    import datetime as dt
+
+    from cbm.models import Finding, FindingEvent
+
+    with live_server.session() as session:
+        finding = Finding(
+            finding_key="VD-I-3|browser|ARM|2021",
+            rule_id="VD-I-3",
+            regime="VD",
+            severity="breach",
+            status="open",
+            state="ARM",
+            subject_type="notification",
+            subject_id="",
+            period="2021",
+            due_at=dt.datetime(2020, 12, 15, 23, 59, 59, tzinfo=dt.UTC),
+            summary=(
+                "ARM has no annual exchange of military information for 2021 on record; "
+                "VD 2011 ¶10 requires it by 15 December 2020."
+            ),
+            evidence={"due_at": "2020-12-15T23:59:59Z", "covers_year": 2021, "submission": None},
+        )
+        session.add(finding)
+        session.commit()
+        finding_id = finding.id
+
+    page.goto("/findings")
+    assert path_of(page) == "/login"
+    sign_in(page, "ana", live_server.password)
+    assert path_of(page) == "/findings"
+    row = page.locator(f"tr[data-finding='{finding_id}']")
+    assert "ARM has no annual exchange" in row.inner_text()
+    shots(page, "findings")
+
+    row.get_by_role("link", name=f"#{finding_id}").click()
+    page.wait_for_load_state()
+    assert path_of(page) == f"/findings/{finding_id}"
+    assert "VD 2011 ¶10" in page.locator("[data-test=finding-facts]").inner_text()
+    shots(page, "finding")
+
+    comment = "ARM says it sent the exchange by diplomatic note; checking the archive."
+    form = page.locator("form[data-action=dispute]")
+    form.get_by_label("Dispute: comment").fill(comment)
+    form.get_by_role("button", name="Dispute").click()
+    page.wait_for_load_state()
+    assert path_of(page) == f"/findings/{finding_id}"
+    assert f"Finding {finding_id} is disputed." in page.locator(".flashes").inner_text()
+    entry = page.locator("[data-test=history] li[data-action=disputed]")
+    assert entry.count() == 1
+    text = entry.inner_text()
+    assert "Disputed" in text and comment in text and "Ana Lyst" in text
+    assert page.locator("[data-status=disputed]").first.is_visible()
+    shots(page, "disputed")
+
+    with live_server.session() as session:
+        event = session.scalars(
+            select(FindingEvent).where(FindingEvent.finding_id == finding_id)
+        ).one()
+        ana = session.scalar(select(User).where(User.username == "ana"))
+        assert (event.action, event.user_id, event.comment) == ("disputed", ana.id, comment)
