@@ -319,12 +319,12 @@ def test_run_a_check_from_the_web(signed_in, session: Session) -> None:
 
 
 def test_a_failed_check_is_recorded(signed_in, session: Session, monkeypatch) -> None:
-    import cbm.compliance.engine as engine
+    import cbm.services.checks as checks
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("rule exploded")
 
-    monkeypatch.setattr(engine, "run_check", broken)
+    monkeypatch.setattr(checks, "run_check", broken)
     client = signed_in("analyst")
     response = post(client, "/checks/run", page="/checks")
     assert response.status_code == 303

@@ -641,20 +641,23 @@ def check(check_id: int) -> str:
 @role_required("analyst")
 def run_now() -> Response:
     """Run a full check now, in this request; the run page shows what it found."""
-    from cbm.compliance.engine import Scope, record_failed_run, run_check
+    from cbm.services.checks import check_now
 
-    session = db_session()
     try:
-        result = run_check(session, Scope(), trigger="web", user_id=current_user.id)
+        # The same service as `cbm check` and the scheduler: one transaction, and a failed
+        # run row (with the reason) when anything goes wrong.
+        result = check_now(web_state().session_factory, trigger="web", user_id=current_user.id)
     except Exception as exc:  # the engine's error is the run's message, not a 500
         current_app.logger.exception("check run failed")
+        session = db_session()
         session.rollback()
-        message = f"{type(exc).__name__}: {exc}"
-        run_id = record_failed_run(
-            session, Scope(), trigger="web", user_id=current_user.id, message=message
-        )
-        flash(f"The check failed: {message}", "error")
-        return redirect(url_for("checks.check", check_id=run_id), 303)
+        failed = session.scalars(
+            select(CheckRun).where(CheckRun.status == "failed").order_by(CheckRun.id.desc())
+        ).first()
+        flash(f"The check failed: {type(exc).__name__}: {exc}", "error")
+        if failed is None:
+            return redirect(url_for("checks.index"), 303)
+        return redirect(url_for("checks.check", check_id=failed.id), 303)
     flash(result.lines()[0][0].upper() + result.lines()[0][1:] + ".", "success")
     return redirect(url_for("checks.check", check_id=result.run_id), 303)
 
