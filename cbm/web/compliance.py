@@ -649,11 +649,13 @@ def run_now() -> Response:
         result = check_now(web_state().session_factory, trigger="web", user_id=current_user.id)
     except Exception as exc:  # the engine's error is the run's message, not a 500
         current_app.logger.exception("check run failed")
-        session = db_session()
-        session.rollback()
-        failed = session.scalars(
-            select(CheckRun).where(CheckRun.status == "failed").order_by(CheckRun.id.desc())
-        ).first()
+        failed = (
+            db_session()
+            .scalars(
+                select(CheckRun).where(CheckRun.status == "failed").order_by(CheckRun.id.desc())
+            )
+            .first()
+        )
         flash(f"The check failed: {type(exc).__name__}: {exc}", "error")
         if failed is None:
             return redirect(url_for("checks.index"), 303)
