@@ -7,7 +7,9 @@ records, after a successful import, what must not be imported again.
 **Files.** A location is a file path, a ``file://`` URL, a folder or a glob (``*``, ``?``,
 ``[…]``; ``**`` recurses). A folder yields its ``*.csv``, ``*.xlsx``, ``*.xlsm`` and
 ``*.json`` files (not its sub-folders; hidden files and Excel lock files ``~$…`` are
-ignored); a glob yields every regular file it matches. Both are sorted by name. Every file
+ignored); a glob yields every regular file it matches. Both come in the contract's load
+order where a file's name gives its kind (``activities.csv`` before ``notifications.csv``,
+whose rows may name activities), then by name. Every file
 must resolve inside the folder (for a glob: the folder before its first wildcard): a
 symbolic link that leads outside is skipped with a warning, a glob with ``..`` is refused.
 With ``root``, the location itself must also lie inside that folder.
@@ -44,7 +46,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,10 +286,12 @@ def _open_path(
         candidates = [given]
         folder_real = None
     elif is_glob:
-        candidates = [Path(p) for p in sorted(glob.glob(os.path.expanduser(loc), recursive=True))]
+        candidates = _in_load_order(
+            Path(p) for p in glob.glob(os.path.expanduser(loc), recursive=True)
+        )
         folder_real = base.resolve()
     else:
-        candidates = sorted(
+        candidates = _in_load_order(
             p
             for p in given.iterdir()
             if p.suffix.lower() in FOLDER_SUFFIXES and not p.name.startswith((".", "~$"))
@@ -326,6 +330,19 @@ def _open_path(
                 _note(notes, f"{name}: skipped, the same content was already imported")
                 continue
         yield payload
+
+
+def _in_load_order(paths: Iterable[Path]) -> list[Path]:
+    """Files whose name gives their kind in the contract's load order (activities before the
+    notifications that name them), then the rest; by name within each."""
+    from cbm.contract import LOAD_ORDER
+    from importers.common import kind_from_name
+
+    def key(path: Path) -> tuple[int, str]:
+        kind = kind_from_name(path.name)
+        return (LOAD_ORDER.index(kind) if kind in LOAD_ORDER else len(LOAD_ORDER), str(path))
+
+    return sorted(paths, key=key)
 
 
 def _known_files(
