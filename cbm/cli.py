@@ -1170,9 +1170,14 @@ def export_findings(ctx: Context, output: str, **filters: str | None) -> None:
             chosen = FindingFilters.from_mapping(session, given)
         except FilterError as exc:
             fail(str(exc), EXIT_USAGE)
-        with click.open_file(output, "w", encoding="utf-8", newline="") as out:
+        if output == "-":
             for chunk in iter_findings_csv(session, chosen):
-                out.write(chunk)
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+        else:
+            with open(output, "w", encoding="utf-8", newline="") as out:
+                for chunk in iter_findings_csv(session, chosen):
+                    out.write(chunk)
     if output != "-":
         click.echo(f"Wrote findings to {output}.", err=True)
 

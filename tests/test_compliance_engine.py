@@ -302,3 +302,20 @@ def test_cbm_check_on_the_demo_and_its_errors(tmp_path: Path) -> None:
     ):
         bad = _cbm(args, env)
         assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+    # The findings as CSV, with the page's filters.
+    target = tmp_path / "findings.csv"
+    out = _cbm(["export", "findings", "-o", str(target), "--rule", "VD-I-3"], env)
+    assert out.returncode == 0, out.stderr
+    lines = target.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith(
+        "finding_id,rule_id,regime,severity,status,state,counterpart,subject_type,subject_id,"
+        "period,due_at,detected_at,summary"
+    )
+    expected = sum(1 for f in planted_findings() if f[0] == "VD-I-3")
+    assert len(lines) == 1 + expected and all(",VD-I-3,VD," in line for line in lines[1:])
+    stdout = _cbm(["export", "findings", "--severity", "positive"], env)
+    assert stdout.returncode == 0 and len(stdout.stdout.splitlines()) == 1 + sum(
+        1 for f in planted_findings() if f[4] == "positive"
+    )
+    bad = _cbm(["export", "findings", "--severity", "awful"], env)
+    assert bad.returncode == 2 and "severity" in bad.stderr
