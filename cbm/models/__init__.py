@@ -18,6 +18,7 @@ from cbm.models.reference import (
     StateAlias,
 )
 from cbm.models.sources import Source, SourceFile
+from cbm.models.trust import TrustRun, TrustScore
 from cbm.models.verification import Inspection, ObservationFlight, Quota
 
 __all__ = [
@@ -47,5 +48,7 @@ __all__ = [
     "SourceFile",
     "State",
     "StateAlias",
+    "TrustRun",
+    "TrustScore",
     "User",
 ]
