@@ -34,7 +34,7 @@ import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 
 from importers.base import Batch, Importer, ImportFormatError, Payload
-from importers.common import normalise_header, resolve_kind, runs
+from importers.common import drop_empty_unnamed, normalise_header, resolve_kind, runs
 
 ROW_NUMBERS = (
     "Rows are numbered as a spreadsheet shows the file: the header is row 1 and each record "
@@ -42,6 +42,21 @@ ROW_NUMBERS = (
 )
 
 _BLOCK = 1 << 20
+
+
+def _batches(chunk: pd.DataFrame, first_row_number: int, kind: str) -> Iterator[Batch]:
+    """The chunk as one batch when no row is blank, else :func:`runs` splits it.
+
+    A row with a value in the first column is not blank, so one column is looked at
+    instead of every cell of the chunk.
+    """
+    frame = drop_empty_unnamed(chunk)
+    if len(frame) and frame.shape[1]:
+        first = frame.iloc[:, 0].to_numpy(dtype=object)
+        if not ((first == "") | pd.isna(first)).any():
+            yield Batch(kind, frame.reset_index(drop=True), first_row_number)
+            return
+    yield from runs(chunk, first_row_number, kind)
 
 
 class CSVImporter(Importer):
@@ -182,7 +197,9 @@ class CSVImporter(Importer):
                     doublequote=True,
                     header=0,
                     names=names,
-                    dtype=str,
+                    # Plain Python strings (object columns): cheaper to make than pandas'
+                    # string arrays, and what the validator reads anyway.
+                    dtype=object,
                     keep_default_na=False,
                     na_filter=False,
                     skip_blank_lines=False,
@@ -198,7 +215,7 @@ class CSVImporter(Importer):
                                 f"header names {len(names)} columns (a trailing comma, or a "
                                 "column without a name in the header?)"
                             )
-                        yield from runs(chunk, row, kind)
+                        yield from _batches(chunk, row, kind)
                         row += len(chunk)
             except EmptyDataError:
                 return

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import JSON, Boolean, Date, Table
 from sqlalchemy.orm import Session
 
@@ -127,3 +129,109 @@ def bulk_update_by_id(
         for values, row in zip(_rows(session, table, columns, rows), rows, strict=True)
     ]
     session.connection().exec_driver_sql(sql, params)
+
+
+# --------------------------------------------------------------------------------------
+# Column-wise writes through a staging table
+# --------------------------------------------------------------------------------------
+
+
+def storage_values(session: Session, table: Table, column: str, values: np.ndarray) -> list:
+    """``values`` (an object array of typed Python values) as the driver takes them for
+    ``table.column``: converted once per distinct object, then spread with array indexing.
+
+    Distinct by identity, not by value: validated columns repeat the very same date and
+    timestamp objects (parsed once per distinct text), and hashing identities is cheap
+    where hashing aware datetimes is not. Equal values held by different objects are
+    merely converted more than once.
+    """
+    conv = _converter(table.c[column].type, session.get_bind().dialect.name)
+    if conv is None:
+        return values.tolist()
+    if conv is _json:
+        return [conv(v) for v in values]
+    n = len(values)
+    codes, distinct = pd.factorize(np.fromiter(map(id, values), dtype=np.int64, count=n))
+    first = np.empty(len(distinct), dtype=np.int64)
+    first[codes] = np.arange(n)  # a position of each distinct object (any one will do)
+    converted = np.empty(len(distinct), dtype=object)
+    converted[:] = [conv(v) for v in values[first].tolist()]
+    return converted[codes].tolist()
+
+
+def create_stage(session: Session, table: Table, columns: Sequence[str]) -> str:
+    """A temporary table shaped like ``columns`` of ``table``, plus ``_n`` (the row's position
+    in the batch); emptied and made afresh on each call, dropped by :func:`drop_stage`."""
+    connection = session.connection()
+    name = f"cbm_stage_{table.name}"
+    names = ", ".join(_quote(session, c) for c in columns)
+    source = _quote(session, table.name)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "  # noqa: S608
+            f"SELECT 0::integer AS _n, {names} FROM {source} WITH NO DATA"
+        )
+    else:
+        _sqlite_cache(connection)
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {name} AS "  # noqa: S608
+            f"SELECT 0 AS _n, {names} FROM {source} WHERE 0"
+        )
+    return name
+
+
+#: Page cache of an SQLite connection that bulk-writes (KiB; SQLite's default is 2 MiB). A
+#: batch touches every index of its table; with the default cache each index page is read
+#: again for nearly every row, which makes an indexed insert several times slower.
+SQLITE_CACHE_KIB = 64 * 1024
+
+
+def _sqlite_cache(connection: Any) -> None:
+    size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    if size is not None and (size if size < 0 else size * 4) > -SQLITE_CACHE_KIB:
+        connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+
+
+def drop_stage(session: Session, name: str) -> None:
+    schema = "pg_temp" if session.get_bind().dialect.name == "postgresql" else "temp"
+    session.connection().exec_driver_sql(f"DROP TABLE IF EXISTS {schema}.{name}")
+
+
+def fill_stage(session: Session, name: str, columns: Sequence[str], values: Sequence[list]) -> None:
+    """Load the stage: ``values`` holds one list per column (driver values), rows numbered
+    from 0 in ``_n``. PostgreSQL: one binary ``COPY``; SQLite: one ``executemany``."""
+    n = len(values[0]) if values else 0
+    if not n:
+        return
+    connection = session.connection()
+    names = ", ".join(["_n", *(_quote(session, c) for c in columns)])
+    rows = zip(range(n), *values, strict=True)
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            types = _pg_types(cursor, name)
+            with cursor.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+        return
+    markers = ", ".join([_marker(session)] * (len(columns) + 1))
+    # The driver's own cursor takes the rows as a stream: no list of tuples is built.
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.executemany(f"INSERT INTO temp.{name} ({names}) VALUES ({markers})", rows)  # noqa: S608
+    finally:
+        cursor.close()
+
+
+def _pg_types(cursor: Any, name: str) -> list[str]:
+    """The stage's column types by name, in column order (what binary COPY needs)."""
+    cursor.execute(
+        "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (f"pg_temp.{name}",),
+    )
+    return [r[0] for r in cursor.fetchall()]

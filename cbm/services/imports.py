@@ -390,13 +390,15 @@ def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Opt
 class _SeenKeys:
     """Natural keys met in earlier batches of one payload, as 64-bit hashes (vectorised).
 
-    Kept as sorted arrays per batch (16 bytes a row: a million rows take 16 MB), looked up
-    with ``searchsorted``.
+    Kept as one sorted array (16 bytes a row: a million rows take 16 MB), looked up with
+    ``searchsorted``.
     """
 
     def __init__(self) -> None:
-        self._hashes: list[np.ndarray] = []
-        self._rows: list[np.ndarray] = []
+        # One sorted array for the whole payload (equal hashes in the order they were met),
+        # so a batch is one ``searchsorted``, not one per earlier batch.
+        self._hashes = np.empty(0, dtype=np.uint64)
+        self._rows = np.empty(0, dtype=np.int64)
 
     def check_and_add(
         self, hashes: np.ndarray, rows: np.ndarray, eligible: np.ndarray
@@ -404,17 +406,18 @@ class _SeenKeys:
         """Which eligible rows have a key seen before, and the row where it first appeared."""
         dup = np.zeros(len(hashes), dtype=bool)
         first = np.zeros(len(hashes), dtype=np.int64)
-        for seen, seen_rows in zip(self._hashes, self._rows, strict=True):
-            if not len(seen):
-                continue
+        seen, seen_rows = self._hashes, self._rows
+        if len(seen):
             pos = np.minimum(np.searchsorted(seen, hashes), len(seen) - 1)
-            hit = (seen[pos] == hashes) & eligible & ~dup
-            first[hit] = seen_rows[pos[hit]]
-            dup |= hit
+            dup = (seen[pos] == hashes) & eligible
+            first[dup] = seen_rows[pos[dup]]
         keep = eligible
         order = np.argsort(hashes[keep], kind="stable")
-        self._hashes.append(hashes[keep][order])
-        self._rows.append(rows[keep][order])
+        new, new_rows = hashes[keep][order].astype(np.uint64), rows[keep][order]
+        # After the equal hashes already there, so the earliest row stays the first.
+        at = np.searchsorted(seen, new, side="right")
+        self._hashes = np.insert(seen, at, new)
+        self._rows = np.insert(seen_rows, at, new_rows)
         return dup, first
 
 

@@ -9,10 +9,12 @@ bulk UPDATE statements, and audit events in the same transaction. Services flush
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import ARRAY, Table, any_, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -30,7 +32,14 @@ from cbm.models import (
     State,
     StateAlias,
 )
-from cbm.services.bulk import bulk_insert, bulk_update_by_id
+from cbm.services.bulk import (
+    bulk_insert,
+    bulk_update_by_id,
+    create_stage,
+    drop_stage,
+    fill_stage,
+    storage_values,
+)
 from cbm.services.validation import RowError, StateResolver, validate_rows
 
 KEY_CHUNK = 2000
@@ -138,24 +147,27 @@ def upsert_records(
     validated = validate_rows(spec, rows, states, first_row_number=first_row_number)
     result = UpsertResult(kind=spec.name, read=validated.read, errors=list(validated.errors))
 
-    good_rows, good_numbers = validated.rows, validated.row_numbers
+    good = validated.columns
+    good_numbers = np.asarray(validated.row_numbers, dtype=np.int64)
     # Repeat until stable: refusing a row may leave a reply in the same batch dangling.
     while True:
-        ref_errors = _reference_errors(session, spec, good_rows, good_numbers)
+        ref_errors = _reference_errors(session, spec, good, good_numbers)
         if not ref_errors:
             break
         result.errors.extend(ref_errors)
-        refused = {e.row for e in ref_errors}
-        keep = [i for i, n in enumerate(good_numbers) if n not in refused]
-        good_rows = [good_rows[i] for i in keep]
-        good_numbers = [good_numbers[i] for i in keep]
-    existing: dict[tuple, dict] = {}
-    if good_rows:
-        session.flush()
-        existing = _existing(session, spec.model.__table__, spec, good_rows)
-    if mode != "upsert" and good_rows:
+        keep = ~np.isin(good_numbers, [e.row for e in ref_errors])
+        good = {name: values[keep] for name, values in good.items()}
+        good_numbers = good_numbers[keep]
+    if mode != "upsert":
+        # Forms: a handful of rows, and the mode needs to know what exists before writing.
+        good_rows = _as_dicts(spec, good)
+        numbers = good_numbers.tolist()
+        existing: dict[tuple, dict] = {}
+        if good_rows:
+            session.flush()
+            existing = _existing(session, spec.model.__table__, spec, good_rows)
         mode_errors = []
-        for row, number in zip(good_rows, good_numbers, strict=True):
+        for row, number in zip(good_rows, numbers, strict=True):
             found = tuple(row[k] for k in spec.key) in existing
             if mode == "create" and found:
                 mode_errors.append(
@@ -179,9 +191,8 @@ def upsert_records(
         if mode_errors:
             result.errors.extend(mode_errors)
             refused = {e.row for e in mode_errors}
-            keep = [i for i, n in enumerate(good_numbers) if n not in refused]
-            good_rows = [good_rows[i] for i in keep]
-            good_numbers = [good_numbers[i] for i in keep]
+            keep_at = [i for i, n in enumerate(numbers) if n not in refused]
+            good_rows = [good_rows[i] for i in keep_at]
     result.errors.sort(key=lambda e: e.row or 0)
 
     file_level = any(e.row is None for e in result.errors)
@@ -191,12 +202,23 @@ def upsert_records(
         result.written = False
         return result
 
-    _write(session, spec, good_rows, existing, actor, result)
+    if mode != "upsert":
+        _write(session, spec, good_rows, existing, actor, result)
+    else:
+        _merge(session, spec, good, actor, result)
     return result
 
 
+def _as_dicts(spec: ContractFile, columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Column arrays of good rows as one dict per row (for the few-row paths)."""
+    if not columns:
+        return []
+    lists = [columns[name].tolist() for name in spec.columns]
+    return [dict(zip(spec.columns, values, strict=True)) for values in zip(*lists, strict=True)]
+
+
 def _reference_errors(
-    session: Session, spec: ContractFile, rows: Sequence[dict], numbers: Sequence[int]
+    session: Session, spec: ContractFile, columns: Mapping[str, np.ndarray], numbers: np.ndarray
 ) -> list[RowError]:
     """References between records must resolve, to stored rows or to rows of the same batch."""
     checks: list[tuple[str, list[Any], str]] = []
@@ -209,13 +231,16 @@ def _reference_errors(
     elif spec.name == "reductions":
         checks = [("verified_by", [Inspection.inspection_id], "inspection")]
     errors: list[RowError] = []
+    if not len(numbers):
+        return errors
     for column, targets, label in checks:
-        wanted = {r[column] for r in rows if r.get(column)}
+        values = columns[column].tolist()
+        wanted = {v for v in values if v}
         if not wanted:
             continue
         found: set[str] = set()
         if spec.name == "notifications" and column == "in_reply_to":
-            found |= {r["reference"] for r in rows}
+            found |= set(columns["reference"].tolist())
         for target in targets:
             for chunk in _chunks(sorted(wanted - found), KEY_CHUNK):
                 found |= set(session.scalars(select(target).where(target.in_(chunk))).all())
@@ -225,11 +250,14 @@ def _reference_errors(
             "event": "import the inspection, evaluation visit or observation flight first",
             "inspection": "import the inspection first",
         }[label]
-        for row, number in zip(rows, numbers, strict=True):
-            value = row.get(column)
-            if column == "in_reply_to" and value and value == row.get("reference"):
+        own = columns["reference"].tolist() if column == "in_reply_to" else None
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            number = int(numbers[i])
+            if own is not None and value == own[i]:
                 errors.append(RowError(number, column, value, "a message cannot answer itself"))
-            elif value and value not in found:
+            elif value not in found:
                 errors.append(
                     RowError(number, column, value, f"{label} '{value}' is not stored; {hint}")
                 )
@@ -358,6 +386,150 @@ def _write(
         bulk_insert(session, AuditEvent.__table__, audits, AUDIT_COLUMNS)
 
 
+def _merge(
+    session: Session,
+    spec: ContractFile,
+    columns: Mapping[str, np.ndarray],
+    actor: Actor,
+    result: UpsertResult,
+) -> None:
+    """Upsert good rows set-wise: stage them, find changed stored rows in one join, merge.
+
+    1. The rows go into a temporary staging table (PostgreSQL: one binary ``COPY``;
+       SQLite: one ``executemany``).
+    2. One join of the stage with the table by natural key says which rows are stored and
+       whether a value differs (``IS DISTINCT FROM``); only those that differ are read
+       back, as typed values, to name each change in the audit log. (Nothing is read back
+       when no key is stored yet, and nothing is written when every row is stored as is.)
+    3. One ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE id IN (changed)``
+       writes new rows (in row order, so ids follow the file) and the changed ones.
+       Counts: the statement's row count is inserted + updated; the rest were unchanged.
+    """
+    names = spec.columns
+    n = len(columns[names[0]]) if columns else 0
+    if not n:
+        return
+    table: Table = spec.model.__table__  # type: ignore[attr-defined]
+    session.flush()
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    q = "%s" if postgres else "?"
+    quote = connection.dialect.identifier_preparer.quote
+    target = quote(table.name)
+    now = utcnow()
+
+    # On an error the stage is left to the rollback (PostgreSQL drops it with the
+    # transaction) or to the next batch (SQLite: create_stage drops it first).
+    stage = create_stage(session, table, names)
+    fill_stage(
+        session, stage, names, [storage_values(session, table, c, columns[c]) for c in names]
+    )
+    on_key = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in spec.key)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+    differs = " OR ".join(f"t.{quote(c)} {distinct} s.{quote(c)}" for c in names)
+    if postgres:
+        # One index probe per staged row, whatever the table's size: left to itself the
+        # planner hashes the whole table for every batch (the stage has no statistics).
+        inner = f"SELECT * FROM {target} t WHERE {on_key} OFFSET 0"  # noqa: S608
+        joined = f"{stage} s CROSS JOIN LATERAL ({inner}) t"
+    else:
+        joined = f"{stage} s JOIN {target} t ON {on_key}"
+    # The stored rows of the batch's keys: position, id, and whether a value differs.
+    matched = connection.exec_driver_sql(
+        f"SELECT s._n, t.id, CASE WHEN {differs} THEN 1 ELSE 0 END FROM {joined}"  # noqa: S608
+    ).all()
+    candidates = sorted((position, rid) for position, rid, differ in matched if differ)
+    updates: list[tuple[int, int]] = []  # (id, position)
+    audits: list[dict] = []
+    if candidates:
+        old = _rows_by_id(session, table, spec, [rid for _, rid in candidates])
+        for position, rid in candidates:
+            before = old[rid]
+            row = {c: columns[c][position] for c in names}
+            changes = {
+                c: [json_value(before[c]), json_value(row[c])] for c in names if before[c] != row[c]
+            }
+            if not changes:
+                continue  # stored differently, same value: unchanged
+            updates.append((rid, position))
+            audits.append(
+                {
+                    "occurred_at": now,
+                    "actor_type": actor.type,
+                    "user_id": actor.user_id,
+                    "run_id": actor.run_id,
+                    "action": "update",
+                    "entity_type": spec.name,
+                    "entity_id": rid,
+                    "entity_key": entity_key(spec, row),
+                    "changes": changes,
+                }
+            )
+    stored = {position for position, _, _ in matched}
+
+    def value(column: str, v: Any) -> Any:
+        return storage_values(session, table, column, np.array([v], dtype=object))[0]
+
+    provenance = [
+        value("created_at", now),
+        value("updated_at", now),
+        actor.run_id,
+        actor.user_id,
+        actor.run_id,
+        actor.user_id,
+    ]
+    quoted = ", ".join(quote(c) for c in names)
+    insert_sql = (
+        f"INSERT INTO {target} ({quoted}, {', '.join(quote(c) for c in PROVENANCE)}) "  # noqa: S608
+        f"SELECT {quoted}, {', '.join([q] * len(PROVENANCE))} FROM {stage} "
+        f"WHERE true ORDER BY _n ON CONFLICT ({', '.join(quote(k) for k in spec.key)}) "
+    )
+    params: list[Any] = list(provenance)
+    if updates:
+        assignments = ", ".join(
+            f"{quote(c)} = excluded.{quote(c)}"
+            for c in (*names, "updated_at", "set_by_run_id", "set_by_user_id")
+        )
+        ids = [rid for rid, _ in updates]
+        if postgres:
+            where = f"{target}.id = ANY({q}::integer[])"
+        else:
+            where = f"{target}.id IN (SELECT value FROM json_each({q}))"  # noqa: S608
+            ids = json.dumps(ids)
+        insert_sql += f"DO UPDATE SET {assignments} WHERE {where}"
+        params.append(ids)
+    else:
+        insert_sql += "DO NOTHING"
+    written = 0
+    if updates or len(stored) < n:  # nothing to write when every row is stored as is
+        written = connection.exec_driver_sql(insert_sql, tuple(params)).rowcount
+    drop_stage(session, stage)
+
+    result.updated = len(updates)
+    result.inserted = written - len(updates)
+    result.unchanged = n - written
+    if result.inserted:
+        if actor.run_id is None:
+            inserts = [{c: columns[c][p] for c in names} for p in range(n) if p not in stored]
+            audits.extend(_creation_events(session, table, spec, inserts, actor, now))
+        else:
+            audits.extend(_creation_events(session, table, spec, [], actor, now, result.inserted))
+    if audits:
+        bulk_insert(session, AuditEvent.__table__, audits, AUDIT_COLUMNS)
+
+
+def _rows_by_id(
+    session: Session, table: Table, spec: ContractFile, ids: Sequence[int]
+) -> dict[int, dict]:
+    """Stored rows (typed as the ORM reads them) by id."""
+    cols = [table.c.id, *(table.c[c] for c in spec.columns)]
+    out: dict[int, dict] = {}
+    for chunk in _chunks(list(ids), KEY_CHUNK):
+        for rec in session.execute(select(*cols).where(table.c.id.in_(chunk))).mappings():
+            out[rec["id"]] = dict(rec)
+    return out
+
+
 def _creation_events(
     session: Session,
     table: Table,
@@ -365,8 +537,9 @@ def _creation_events(
     inserts: list[dict],
     actor: Actor,
     now: dt.datetime,
+    count: int | None = None,
 ) -> list[dict]:
-    """Audit events for new rows.
+    """Audit events for new rows (``count``: how many, when ``inserts`` is not given).
 
     An analyst's or the system's creations get one event per row with every value. An
     import run's creations get one summary event per run and kind: the rows themselves carry
@@ -384,7 +557,7 @@ def _creation_events(
                 "entity_type": spec.name,
                 "entity_id": None,
                 "entity_key": f"import run {actor.run_id}",
-                "changes": {"inserted": len(inserts)},
+                "changes": {"inserted": len(inserts) if count is None else count},
             }
         ]
     ids = _existing(session, table, spec, inserts)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,10 @@ _TS_NOZONE_RE = (
     rf"^{_D}{{4}}-{_D}{{2}}-{_D}{{2}}([Tt ]{_D}{{2}}:{_D}{{2}}(:{_D}{{2}}(\.{_D}{{1,9}})?)?)?$"
 )
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every byte but the control characters above: deleting these from a column's UTF-8 text
+# leaves nothing when no value holds one (multi-byte UTF-8 sequences never contain bytes
+# below 0x80), so a clean column is judged in one pass in C.
+_NOT_CONTROL = bytes(b for b in range(256) if b >= 0x80 or not _CONTROL_RE.match(chr(b)))
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,25 @@ def alias_key(value: str) -> str:
 
 @dataclass
 class Validated:
-    """Outcome of validation: the good rows as typed Python values, and the errors."""
+    """Outcome of validation: the good rows as typed Python values, and the errors.
 
-    rows: list[dict[str, Any]]
+    ``columns`` holds the good rows column by column (object arrays, one per contract
+    column, in the order of ``row_numbers``): the services write from them without making
+    a dict per row. ``rows`` gives the same rows as dicts, made on first use.
+    """
+
+    columns: dict[str, np.ndarray]
     row_numbers: list[int]
     errors: list[RowError]
     read: int
+    names: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.names:
+            return []
+        columns = [self.columns[name].tolist() for name in self.names]
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
 
     @property
     def rejected_rows(self) -> set[int]:
@@ -89,17 +107,42 @@ class Validated:
 
 def to_frame(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Any input (a DataFrame or dicts of strings or Python values) as a frame of strings."""
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    frame.columns = [str(c).strip().lstrip("\ufeff").lower() for c in frame.columns]
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    frame = frame.set_axis([str(c).strip().lstrip("\ufeff").lower() for c in frame.columns], axis=1)
     out = {}
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
-            # The common case (CSV text): strip in one vectorised pass.
-            out[name] = column.astype(object).fillna("").str.strip().to_numpy(dtype=object)
+            # The common case (CSV text): strip, in one pass, only a column that needs it.
+            values = column.to_numpy(dtype=object)
+            try:
+                joined = "\x00".join(values)
+            except TypeError:  # missing values among the strings
+                values = values.copy()
+                values[pd.isna(values)] = ""
+                joined = "\x00".join(values)
+            if _needs_strip(joined):
+                stripped = np.empty(len(values), dtype=object)
+                stripped[:] = [v.strip() for v in values]
+                values = stripped
+            out[name] = values
         else:
             out[name] = column.astype(object).map(_as_text).to_numpy(dtype=object)
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)), dtype=object)
+
+
+# ASCII whitespace (what str.strip removes from ASCII text), each byte mapped to a space.
+_ASCII_SPACES = bytes.maketrans(b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", b" " * 9)
+
+
+def _needs_strip(joined: str) -> bool:
+    """Whether some value of a column, joined with NUL separators, starts or ends with
+    whitespace. Answered with byte searches in C; when unsure (non-ASCII text, or a value
+    that itself holds a NUL) it says yes, and the values are stripped one by one."""
+    if not joined.isascii():
+        return True
+    data = joined.encode("ascii").translate(_ASCII_SPACES)
+    return data.startswith(b" ") or data.endswith(b" ") or b"\x00 " in data or b" \x00" in data
 
 
 def _as_text(value: Any) -> str:
@@ -130,11 +173,17 @@ def validate_rows(
     *,
     first_row_number: int = 1,
 ) -> Validated:
-    """Check rows against the contract; return typed good rows and every error found."""
+    """Check rows against the contract; return typed good rows and every error found.
+
+    Each column is parsed once per distinct value (``pd.factorize``), then the results are
+    spread back over the rows with array indexing: a batch repeats its States, kinds,
+    dates and small numbers many times. Free-text columns, mostly distinct, are checked
+    in a few passes over the whole column instead.
+    """
     frame = to_frame(rows)
     n = len(frame)
     if n == 0:
-        return Validated(rows=[], row_numbers=[], errors=[], read=0)
+        return Validated(columns={}, row_numbers=[], errors=[], read=0)
     numbers = np.arange(first_row_number, first_row_number + n)
     errors: list[RowError] = []
     bad = np.zeros(n, dtype=bool)
@@ -161,47 +210,60 @@ def validate_rows(
                     f"missing required column(s) for {spec.name}: {', '.join(missing)}",
                 )
             )
-        return Validated(rows=[], row_numbers=[], errors=errors, read=n)
+        return Validated(columns={}, row_numbers=[], errors=errors, read=n)
 
+    raw: dict[str, np.ndarray] = {}
     for name in spec.columns:
-        if name not in frame.columns:
-            frame[name] = ""
+        if name in frame.columns:
+            raw[name] = frame[name].to_numpy(dtype=object)
+        else:
+            raw[name] = np.full(n, "", dtype=object)
 
-    typed: dict[str, pd.Series] = {}
+    typed: dict[str, np.ndarray] = {}
 
     def reject(mask: np.ndarray | pd.Series, column: str | None, reason_of: Any) -> None:
         mask = np.asarray(mask, dtype=bool)
+        values = raw.get(column) if column is not None else None
         for i in np.flatnonzero(mask):
-            value = frame[column].iat[i] if column in frame.columns else None
+            value = values[i] if values is not None else None
             reason = reason_of(value, i) if callable(reason_of) else reason_of
             errors.append(RowError(int(numbers[i]), column, value, reason))
         bad[mask] = True
 
     for f in spec.fields:
-        raw = frame[f.name]
-        empty = (raw == "").to_numpy()
+        values = raw[f.name]
+        max_length = spec.max_lengths.get(f.name)
+        if f.type in (contract.STR, contract.TEXT):
+            empty, series, invalid, reason = _parse_text(values, max_length)
+        else:
+            # Parse each distinct value once; spread the results with the codes.
+            codes, uniques = pd.factorize(values)
+            distinct = pd.Series(uniques, dtype=object)
+            distinct_empty = (uniques == "").astype(bool)
+            parsed, invalid_u, reason = _parse(f, distinct, ~distinct_empty, states, max_length)
+            empty = distinct_empty[codes]
+            series = parsed.to_numpy(dtype=object)[codes]
+            invalid = None if invalid_u is None else np.asarray(invalid_u, dtype=bool)[codes]
         if f.required:
             reject(empty, f.name, f"{f.name} is required")
-        present = ~empty
-        series, invalid, reason = _parse(f, raw, present, states, spec.max_lengths.get(f.name))
         if invalid is not None:
-            reject(invalid & present, f.name, reason)
+            reject(invalid & ~empty, f.name, reason)
         typed[f.name] = series
 
-    _cross_checks(spec, frame, typed, reject)
+    _cross_checks(spec, raw, typed, reject)
 
     keys = list(spec.key)
     # A key part that failed to parse is compared by its raw text, so two different bad
     # values never look equal to each other or to an empty part.
-    key_frame = pd.DataFrame(
-        {
-            k: [
-                _key_part(v) if v is not None else (f"?{r}" if r else "")
-                for v, r in zip(typed[k], frame[k], strict=True)
-            ]
-            for k in keys
-        }
-    )
+    parts: dict[str, np.ndarray] = {}
+    for k in keys:
+        part = typed[k].copy()
+        unparsed = np.flatnonzero(_is_none(part))
+        if len(unparsed):
+            texts = raw[k]
+            part[unparsed] = [f"?{texts[i]}" if texts[i] else "" for i in unparsed]
+        parts[k] = part
+    key_frame = pd.DataFrame(parts, dtype=object)
     # Every row with the same key counts, refused or not (the file is ambiguous about that
     # key), but only rows not already refused get the duplicate error.
     in_group = key_frame.duplicated(keep=False).to_numpy()
@@ -221,23 +283,79 @@ def validate_rows(
 
     good = ~bad
     idx = np.flatnonzero(good)
-    columns = {name: typed[name].to_numpy(dtype=object)[idx] for name in spec.columns}
-    records = [
-        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
-    ]
-    if not spec.columns:
-        records = []
-    for rec in records:
-        for k in keys:
-            if rec[k] is None:
-                rec[k] = ""  # optional key parts are stored as '' so uniqueness holds
+    columns = {name: typed[name][idx] for name in spec.columns}
+    for k in keys:
+        column = columns[k]
+        column[_is_none(column)] = ""  # optional key parts are stored as '' so uniqueness holds
     errors.sort(key=lambda e: e.row or 0)
     return Validated(
-        rows=records,
-        row_numbers=[int(x) for x in numbers[good]],
+        columns=columns,
+        row_numbers=numbers[good].tolist(),
         errors=errors,
         read=n,
+        names=tuple(spec.columns),
     )
+
+
+def _is_none(values: np.ndarray) -> np.ndarray:
+    """Where an object array holds None (elementwise ``is None``, in C)."""
+    return np.asarray(np.equal(values, None), dtype=bool)
+
+
+def _parse_text(
+    values: np.ndarray, max_length: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[str, int], str]]:
+    """A free-text column (mostly distinct values): empty mask, values (None where empty),
+    invalid mask and reason, each check one pass over the column."""
+    n = len(values)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    empty = lengths == 0
+    too_long = lengths > max_length if max_length else np.zeros(n, dtype=bool)
+    text = "".join(values).encode("utf-8", "surrogatepass")
+    if text.translate(None, _NOT_CONTROL):
+        search = _CONTROL_RE.search
+        control = np.fromiter((search(v) is not None for v in values), dtype=bool, count=n)
+    else:
+        control = np.zeros(n, dtype=bool)
+    series = values.copy()
+    series[empty] = None
+
+    def reason(v: str, _i: int) -> str:
+        if max_length and len(v) > max_length:
+            return f"is {len(v)} characters long; at most {max_length} are allowed"
+        return "contains control characters"
+
+    return empty, series, too_long | control, reason
+
+
+def _pairs(a: np.ndarray, b: np.ndarray, judge: Callable[[Any, Any], bool]) -> np.ndarray:
+    """``judge(a[i], b[i])`` for every row, called once per distinct pair of values.
+
+    ``judge(x, None)`` and ``judge(None, y)`` must be false (a missing value never breaks
+    a rule between two columns): rows missing either value are not looked at.
+    """
+    both = np.flatnonzero(~_is_none(a) & ~_is_none(b))
+    out = np.zeros(len(a), dtype=bool)
+    if not len(both):
+        return out
+    if len(both) < len(a):
+        out[both] = _pairs(a[both], b[both], judge)
+        return out
+    codes_a, uniques_a = pd.factorize(a)
+    codes_b, uniques_b = pd.factorize(b)
+    # NA (None) gets code -1 from factorize; give it its own code, after the others.
+    codes_a = np.where(codes_a < 0, len(uniques_a), codes_a)
+    codes_b = np.where(codes_b < 0, len(uniques_b), codes_b)
+    values_a = [*uniques_a.tolist(), None]
+    values_b = [*uniques_b.tolist(), None]
+    width = len(values_b)
+    pair_codes, pairs = pd.factorize(codes_a.astype(np.int64) * width + codes_b)
+    verdicts = np.fromiter(
+        (bool(judge(values_a[p // width], values_b[p % width])) for p in pairs.tolist()),
+        dtype=bool,
+        count=len(pairs),
+    )
+    return verdicts[pair_codes]
 
 
 def _obj(values: Iterable[Any], index: pd.Index) -> pd.Series:
@@ -400,59 +518,64 @@ def _parse(
     raise ValueError(f"unknown field type {t!r}")  # pragma: no cover
 
 
-def _cross_checks(spec: ContractFile, frame: pd.DataFrame, typed: dict, reject: Any) -> None:
+def _cross_checks(
+    spec: ContractFile, raw: dict[str, np.ndarray], typed: dict[str, np.ndarray], reject: Any
+) -> None:
     """Rules that look at more than one column of the same row."""
     for earlier, later in spec.ordered:
         a, b = typed[earlier], typed[later]
-        both = (a.notna() & b.notna()).to_numpy()
-        mask = np.zeros(len(a), dtype=bool)
-        if both.any():
-            mask[both] = [x > y for x, y in zip(a[both], b[both], strict=True)]
+        mask = _pairs(a, b, lambda x, y: x is not None and y is not None and x > y)
         reject(
             mask,
             later,
             lambda _v, i, a=a, b=b, earlier=earlier, later=later: (
-                f"{later} {_fmt(b.iat[i])} is before {earlier} {_fmt(a.iat[i])}"
+                f"{later} {_fmt(b[i])} is before {earlier} {_fmt(a[i])}"
             ),
         )
 
     if spec.name == "activities":
         host = typed["host_state"]
-        typed["host_state"] = _obj(
-            (h if h is not None else s for h, s in zip(host, typed["state"], strict=True)),
-            host.index,
-        )
+        typed["host_state"] = np.where(_is_none(host), typed["state"], host)
     if spec.name in ("notifications", "inspections"):
         kinds = vocab.NOTIFICATION_KINDS if spec.name == "notifications" else vocab.INSPECTION_KINDS
         regime, kind = typed["regime"], typed["kind"]
-        mismatch = np.array(
-            [
-                r is not None and k is not None and r in kinds and k not in kinds[r]
-                for r, k in zip(regime, kind, strict=True)
-            ],
-            dtype=bool,
+        mismatch = _pairs(
+            regime,
+            kind,
+            lambda r, k: r is not None and k is not None and r in kinds and k not in kinds[r],
         )
         reject(
             mismatch,
             "kind",
             lambda v, i: (
-                f"kind '{v}' does not belong to regime {regime.iat[i]} "
-                f"(allowed: {', '.join(kinds[regime.iat[i]])})"
+                f"kind '{v}' does not belong to regime {regime[i]} "
+                f"(allowed: {', '.join(kinds[regime[i]])})"
             ),
         )
     if spec.name == "quotas":
         kind, counterpart = typed["kind"], typed["counterpart"]
-        blank = (frame["counterpart"] == "").to_numpy()
-        active_without = (kind == "active").to_numpy() & blank
-        passive_with = ((kind == "passive") & counterpart.notna()).to_numpy()
+        blank = (raw["counterpart"] == "").astype(bool)
+        active_without = (kind == "active").astype(bool) & blank
+        passive_with = (kind == "passive").astype(bool) & ~_is_none(counterpart)
         reject(active_without, "counterpart", "an active quota needs the counterpart State")
         reject(passive_with, "counterpart", "a passive quota has no counterpart; leave it empty")
     if spec.name == "observation_flights":
-        same = (typed["observing_state"] == typed["observed_state"]).fillna(False).to_numpy()
-        reject(same, "observed_state", "a State cannot observe itself")
+        reject(
+            _same(typed["observing_state"], typed["observed_state"]),
+            "observed_state",
+            "a State cannot observe itself",
+        )
     if spec.name == "inspections":
-        same = (typed["inspecting_state"] == typed["inspected_state"]).fillna(False).to_numpy()
-        reject(same, "inspected_state", "a State cannot inspect itself")
+        reject(
+            _same(typed["inspecting_state"], typed["inspected_state"]),
+            "inspected_state",
+            "a State cannot inspect itself",
+        )
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Equal and both present (as pandas compares: a missing value equals nothing)."""
+    return (a == b).astype(bool) & ~_is_none(a) & ~_is_none(b)
 
 
 def _fmt(value: Any) -> str:
