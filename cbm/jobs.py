@@ -9,8 +9,9 @@
   checksum as last time) creates no import run: the job run says ``unchanged``.
 - ``check:after-import`` runs after any import that wrote rows; ``check:nightly`` runs the
   compliance check every night (both: :func:`cbm.services.checks.check_now`, each run also
-  a ``check_runs`` row); ``trust:recompute`` recomputes the trust signals. Until the trust
-  signals land it is a **placeholder**: it records a job run whose message says so.
+  a ``check_runs`` row); ``trust:recompute`` recomputes the trust signals every night
+  (:func:`cbm.trust.compute.recompute`, each run also a ``trust_runs`` row). Every successful
+  check recomputes them too, so the nightly run only catches up after a failed one.
 
 **The lock.** :func:`run_job` runs a job only while it holds that job's lock, so two
 schedulers (two processes, two hosts) never run the same job at the same time:
@@ -77,7 +78,6 @@ PG_LOCK_NAMESPACE = 0x43424D
 #: lock decides between them and "next run" is the same everywhere.
 INTERVAL_ANCHOR = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
-PLACEHOLDER_TRUST = "trust signals not installed yet"
 UNCHANGED = "unchanged"
 
 MAX_MESSAGE = 4000
@@ -337,14 +337,23 @@ def _check(trigger: str) -> JobFunction:
     return run
 
 
-def _placeholder(message: str) -> JobFunction:
+def _trust(trigger: str) -> JobFunction:
+    """The trust signals recomputed from the stored facts and findings (a failure records a
+    failed trust run and makes the job run fail)."""
+
     def run(ctx: JobContext) -> JobResult:
-        return JobResult(message=message)
+        from cbm.trust.compute import recompute
+
+        outcome = recompute(ctx.session_factory, trigger=trigger)
+        return JobResult(
+            message=f"trust run {outcome.run_id}: {outcome.message}",
+            details={"trust_run_id": outcome.run_id},
+        )
 
     return run
 
 
-#: The fixed jobs. ``trust:recompute`` is a placeholder until the trust signals land.
+#: The fixed jobs.
 JOBS: dict[str, Job] = {
     job.id: job
     for job in (
@@ -366,8 +375,7 @@ JOBS: dict[str, Job] = {
             "trust:recompute",
             "Trust signals recomputation",
             "30 2 * * *",
-            _placeholder(PLACEHOLDER_TRUST),
-            placeholder=True,
+            _trust("nightly"),
             when="every night at 02:30 UTC, after the nightly check",
         ),
     )

@@ -179,13 +179,19 @@ def test_a_run_left_running_by_a_dead_process_is_marked_interrupted(
     assert fresh.status == "succeeded"
 
 
-def test_placeholders_record_a_clearly_labelled_run(
+def test_the_trust_job_recomputes_the_trust_signals(
     session_factory: sessionmaker[Session], session: Session
 ) -> None:
-    assert jobs.JOBS["trust:recompute"].placeholder
+    from cbm.models import TrustRun
+
+    assert not any(job.placeholder for job in jobs.JOBS.values())
     outcome = run_registered(session_factory, "trust:recompute")
-    assert outcome.status == "succeeded" and outcome.message == "trust signals not installed yet"
-    assert _runs(session, "trust:recompute")[-1].message == "trust signals not installed yet"
+    assert outcome.status == "succeeded", outcome.message
+    run = session.scalars(select(TrustRun).order_by(TrustRun.id.desc())).first()
+    assert run is not None and run.status == "succeeded" and run.trigger == "nightly"
+    assert outcome.message.startswith(f"trust run {run.id}: ")
+    assert outcome.details == {"trust_run_id": run.id}
+    assert _runs(session, "trust:recompute")[-1].message == outcome.message
     assert run_registered(session_factory, "no:such").message == "there is no job 'no:such'"
 
 
