@@ -106,6 +106,10 @@ EXAMPLES: dict[str, Callable[[DataSet], Any]] = {
     "rule_id": lambda d: "VD-I-3",  # a rule of the catalogue (fixed ids)
     "finding_id": lambda d: 999_999,  # no such finding: 404 for those allowed
     "check_id": lambda d: 999_999,  # no such check run: 404 for those allowed
+    "region_code": lambda d: "baltic",  # a region of the reference data
+    "state_code": lambda d: "DEU",  # a participating State of the reference data
+    "chart": lambda d: "trend",  # a chart of the overview and region dashboards
+    "filename": lambda d: "dashboards/dashboards.js",  # a static file of the dashboards
 }
 
 

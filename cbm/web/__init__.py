@@ -111,6 +111,10 @@ def init_blueprints(app: Flask) -> None:
     app.register_blueprint(main_bp)
     app.register_blueprint(health_bp)
     register_nav(app, "main.overview", "Overview")
+    from dashboards import bp as dashboards_bp
+
+    app.register_blueprint(dashboards_bp)
+    register_nav(app, "dashboards.overview", "Dashboards")
     from cbm.web.records import bp as records_bp
 
     app.register_blueprint(records_bp)

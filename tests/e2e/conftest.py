@@ -18,7 +18,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,31 @@ def _prepare_database(url: str) -> Engine:
     return engine
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def load_demo_and_score(engine: Engine) -> None:
+    """The demo data set, a compliance check and the trust scores, committed (as
+    ``make run`` and the scheduler would leave a fresh install)."""
+    from cbm.compliance.engine import run_check
+    from cbm.demo.loader import load_demo
+
+    with Session(engine) as session:
+        load_demo(session)
+        session.commit()
+        check = run_check(session, trigger="cli")
+        session.commit()
+        try:
+            from cbm.trust.compute import compute_trust
+        except ImportError:  # an installation without trust signals
+            return
+        compute_trust(session, check_run_id=check.run_id)
+        session.commit()
+
+
+@contextmanager
+def serve(
+    tmp_path_factory: pytest.TempPathFactory, prepare: Callable[[Engine], None] | None = None
+) -> Iterator[LiveServer]:
+    """The app on a fresh migrated SQLite file, in a thread; ``prepare`` fills the database
+    (after the reference data and the accounts) before the server starts."""
     from werkzeug.serving import make_server
 
     from cbm.web import create_app, web_state
@@ -119,6 +143,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     folder = tmp_path_factory.mktemp("live")
     url = f"sqlite:///{folder}/cbm.sqlite3"
     setup_engine = _prepare_database(url)
+    if prepare is not None:
+        prepare(setup_engine)
     setup_engine.dispose()
     app = create_app(
         {
@@ -147,6 +173,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         thread.join(timeout=10)
         server.server_close()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """An empty install (reference data and accounts only). A test module that needs the
+    demo data overrides this fixture with ``serve(tmp_path_factory, load_demo_and_score)``."""
+    with serve(tmp_path_factory) as server:
+        yield server
 
 
 # --------------------------------------------------------------------------------------
