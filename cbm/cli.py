@@ -243,9 +243,19 @@ def demo() -> None:
 @click.option(
     "--if-empty", is_flag=True, help="Do nothing when the database already holds activities."
 )
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Run the compliance check (and so the trust signals) on the loaded data.",
+)
 @pass_ctx
-def demo_load(ctx: Context, seed: int, if_empty: bool) -> None:
-    """Load a deterministic, realistic history for 2012-2025 (idempotent)."""
+def demo_load(ctx: Context, seed: int, if_empty: bool, check: bool) -> None:
+    """Load a deterministic, realistic history for 2012-2025 (idempotent).
+
+    Then, unless --no-check, run the compliance check so that findings, the trust signals and
+    the dashboards show the demo at once.
+    """
     from sqlalchemy import exists, select
 
     from cbm.demo.loader import DemoError, load_demo
@@ -261,6 +271,14 @@ def demo_load(ctx: Context, seed: int, if_empty: bool) -> None:
     except DemoError as exc:
         fail(f"demo data rejected: {exc}")
     click.echo(f"Demo data loaded in {time.monotonic() - started:.1f} s: {summary.lines()[-1]}")
+    if check:
+        from cbm.services.checks import check_now
+
+        try:
+            result = check_now(make_session_factory(ctx.engine), trigger="demo")
+        except Exception as exc:  # the failed run is recorded; the data stay loaded
+            fail(f"demo data loaded, but the check failed: {type(exc).__name__}: {exc}")
+        click.echo(result.lines()[0])
 
 
 # --- accounts ---------------------------------------------------------------------------
@@ -1136,20 +1154,263 @@ def check(
                 click.echo(f"  {rule_id}: not evaluated for {periods}{more}")
 
 
-@main.group("export")
+@main.command("trust")
+@click.option("--quiet", "-q", is_flag=True, help="Print the summary line only.")
+@pass_ctx
+def trust(ctx: Context, quiet: bool) -> None:
+    """Recompute the trust signals now and summarise the regions.
+
+    Reads the stored facts and the findings of the compliance checks (run `cbm check` first
+    on a new instance), stores a new trust run and prints each region's index for the latest
+    year covered, its change against the year before and its lowest member. Every check
+    recomputes the signals too; see the Method page for how they are made.
+    """
+    from cbm.trust.compute import recompute
+    from cbm.trust.store import region_summary
+
+    ctx.require_current_schema()
+    factory = make_session_factory(ctx.engine)
+    try:
+        outcome = recompute(factory, trigger="cli")
+    except Exception as exc:  # the failed run is recorded; say why and stop
+        fail(f"the trust signals could not be computed: {type(exc).__name__}: {exc}")
+    click.echo(outcome.line())
+    if quiet:
+        return
+    with session_scope(factory) as session:
+        lines = region_summary(session, run_id=outcome.run_id)
+    if not lines:
+        click.echo("No year is covered by the data yet: nothing to summarise.")
+        return
+
+    def figure(value: float | None, signed: bool = False) -> str:
+        if value is None:
+            return "no data"
+        return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+    click.echo(f"Index per region in {lines[0].year} (0-100; change against {lines[0].year - 1}):")
+    width = max(len(line.name) for line in lines)
+    for line in lines:
+        lowest = f"lowest {line.worst} {figure(line.worst_score)}" if line.worst else "lowest: none"
+        click.echo(
+            f"  {line.name:<{width}}  {figure(line.index):>7}  {figure(line.change, True):>7}  "
+            f"{lowest}  ({line.with_data}/{line.members} States with data)"
+        )
+
+
+class _ExportGroup(click.Group):
+    """``cbm export``: one sub-command per contract file, built when asked for (so that
+    ``cbm --help`` does not load the models), besides the commands declared below."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from cbm import contract
+
+        return [*contract.FILES, *sorted(super().list_commands(ctx))]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        from cbm import contract
+
+        if cmd_name in contract.FILES:
+            return _contract_export_command(cmd_name)
+        return None
+
+
+@main.group("export", cls=_ExportGroup)
 def export() -> None:
-    """Write CSV exports."""
+    """Write exports of every list, with the filters of its page.
+
+    One sub-command per contract file (activities, notifications, inspections,
+    observation_flights, quotas, holdings, ceilings, reductions), plus all, runs, audit,
+    findings and trust_scores. Each writes CSV (default), XLSX or JSON to a file (-o) or
+    standard output, deterministically: the same data and filters give the same bytes.
+    A filter value that cannot be used stops with exit code 2 and names the option.
+    """
+
+
+_FORMAT_OPTION_HELP = "csv (default), xlsx (a workbook, one sheet) or json ({kind, items, next})."
+
+
+def _export_options(func: Any) -> Any:
+    """-o, --format, --manifest and --excel-safe, shared by every export command."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, writable=True),
+            default="-",
+            show_default=True,
+            help="File to write; - for standard output.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["csv", "xlsx", "json"]),
+            default="csv",
+            show_default=True,
+            help=_FORMAT_OPTION_HELP,
+        ),
+        click.option(
+            "--manifest",
+            is_flag=True,
+            help="Also write FILE.manifest.json: kind, filters, generated_at, rows, "
+            "data_version, sha256 (needs -o).",
+        ),
+        click.option(
+            "--excel-safe",
+            is_flag=True,
+            help="Prefix cells a spreadsheet would run as a formula (=, +, -, @) with '. "
+            "The default writes the data as stored (and re-imports as the same data).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+#: Query-string argument -> the CLI option that sets it (for messages).
+_OPTION_NAMES = {
+    "q": "--q",
+    "from": "--from",
+    "to": "--to",
+    "entity_type": "--entity-type",
+    "due_from": "--from",
+    "due_to": "--to",
+    "rule_id": "--rule",
+}
+
+
+def _filter_failure(errors: dict[str, str]) -> NoReturn:
+    lines = [
+        f"{_OPTION_NAMES.get(name, '--' + name)}: {message}" for name, message in errors.items()
+    ]
+    fail("\n".join(lines), EXIT_USAGE)
+
+
+def _run_export(
+    ctx: Context,
+    kind: str,
+    filters: dict[str, Any],
+    output: str,
+    fmt: str,
+    with_manifest: bool,
+    excel_safe: bool,
+) -> None:
+    """Build the export job with the page's filter rules, stamp it, stream it to the file
+    (through a temporary name, renamed when complete) or to standard output."""
+    import os
+
+    from cbm.services.export_formats import XLSXCellError
+    from cbm.services.export_lists import (
+        ExportFilterError,
+        build_job,
+        iter_bytes,
+        manifest,
+        manifest_json,
+        open_snapshot,
+        take_stamp,
+        write_export,
+    )
+
+    if with_manifest and output == "-":
+        fail("--manifest needs -o FILE (the manifest is written beside it)", EXIT_USAGE)
+    if output == "-" and fmt == "xlsx" and sys.stdout.isatty():
+        fail("a workbook is not for a terminal: give -o FILE.xlsx", EXIT_USAGE)
+    ctx.require_current_schema()
+    given = {k: str(v) for k, v in filters.items() if v not in (None, "")}
+    session = open_snapshot(make_session_factory(ctx.engine))
+    partial = f"{output}.part"
+    try:
+        try:
+            job = build_job(session, kind, given)
+        except ExportFilterError as exc:
+            _filter_failure(exc.errors)
+        stamp = take_stamp(session, job)
+        pieces = iter_bytes(session, job, fmt, excel_safe=excel_safe)
+        try:
+            if output == "-":
+                written = write_export(pieces, sys.stdout.buffer)
+                sys.stdout.flush()
+            else:
+                with open(partial, "wb") as handle:
+                    written = write_export(pieces, handle)
+                os.replace(partial, output)
+        except XLSXCellError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            fail(str(exc))
+    finally:
+        session.close()
+    if output != "-":
+        if with_manifest:
+            data = manifest(job, stamp, written, fmt, excel_safe=excel_safe)
+            with open(f"{output}.manifest.json", "w", encoding="utf-8") as handle:
+                handle.write(manifest_json(data))
+        shown = f" ({job.filter_text})" if job.filter_text else ""
+        click.echo(
+            f"Wrote {stamp.rows:,} {kind} rows{shown} to {output} "
+            f"(data version {stamp.data_version}).",
+            err=True,
+        )
+
+
+def _contract_export_command(kind: str) -> click.Command:
+    """``cbm export <kind>``: a contract file with the record list's filters."""
+    from cbm import contract, vocab
+    from cbm.queries.records import LISTS, kind_column, regime_choices
+
+    spec = contract.FILES[kind]
+    kcol = kind_column(spec)
+
+    @_export_options
+    @click.option(
+        "--regime", default=None, help=f"One of {', '.join(regime_choices(spec) or vocab.REGIMES)}."
+    )
+    @click.option(
+        "--state",
+        default=None,
+        help="A State (code such as DEU or name such as Germany): any State column of the "
+        "record, guest States included.",
+    )
+    @click.option("--region", default=None, help="A region code (the States of that region).")
+    @click.option("--year", default=None, help=f"The year (UTC) of the {LISTS[kind].date_label}.")
+    @click.option(
+        "--kind",
+        "record_kind",
+        default=None,
+        help=f"The {kcol}: {', '.join(spec.field(kcol).choices)}." if kcol else "Not used.",
+    )
+    @click.option(
+        "--q",
+        "--search",
+        "q",
+        default=None,
+        help="Free text in any text or key column (the page's search box).",
+    )
+    @pass_ctx
+    def command(
+        ctx: Context,
+        output: str,
+        fmt: str,
+        manifest: bool,
+        excel_safe: bool,
+        record_kind: str | None,
+        **filters: str | None,
+    ) -> None:
+        _run_export(ctx, kind, {**filters, "kind": record_kind}, output, fmt, manifest, excel_safe)
+
+    command.__doc__ = (
+        f"Write {spec.title.lower()} in the data contract's format (columns in contract "
+        "order, rows in natural-key order: it re-imports), with the filters of "
+        f"/records/{kind}/."
+    )
+    return click.command(kind)(command)
 
 
 @export.command("findings")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default="-",
-    show_default=True,
-    help="File to write; - for standard output.",
-)
+@_export_options
 @click.option("--rule", "rule_id", default=None, help="Rule id, e.g. VD-V-3.")
 @click.option("--regime", default=None, help="VD, OST, CFE, GEMI or RED.")
 @click.option("--severity", default=None, help="breach, late, warning, info or positive.")
@@ -1160,26 +1421,185 @@ def export() -> None:
 @click.option("--from", "due_from", default=None, help="Due on or after this day (UTC).")
 @click.option("--to", "due_to", default=None, help="Due on or before this day (UTC).")
 @pass_ctx
-def export_findings(ctx: Context, output: str, **filters: str | None) -> None:
-    """Write the findings as CSV, with the same filters as the Findings page."""
-    from cbm.services.findings import FilterError, FindingFilters, iter_findings_csv
+def export_findings(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the findings as CSV, with the same filters as the Findings page (the same
+    bytes as its Download CSV; cells are always excel-safe)."""
+    _run_export(ctx, "findings", filters, output, fmt, manifest, excel_safe)
 
-    given = {k: v for k, v in filters.items() if v}
-    with ctx.session() as session:
-        try:
-            chosen = FindingFilters.from_mapping(session, given)
-        except FilterError as exc:
-            fail(str(exc), EXIT_USAGE)
-        if output == "-":
-            for chunk in iter_findings_csv(session, chosen):
-                sys.stdout.write(chunk)
-            sys.stdout.flush()
+
+@export.command("runs")
+@_export_options
+@click.option(
+    "--status", default=None, help="running, succeeded, partial, rejected, failed, interrupted."
+)
+@click.option("--source", default=None, help="The source name, exactly (e.g. 'web upload').")
+@click.option("--kind", default=None, help="A kind of record the run imported (e.g. activities).")
+@pass_ctx
+def export_runs(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the import runs, newest first, with the filters of the Imports page (/runs/)."""
+    _run_export(ctx, "runs", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("audit")
+@_export_options
+@click.option("--actor", default=None, help="A username, 'import run N' or 'system'.")
+@click.option("--action", default=None, help="create, update, delete, import, revert ...")
+@click.option(
+    "--entity-type",
+    "entity_type",
+    default=None,
+    help="A contract file, users, reference or sources.",
+)
+@click.option("--key", default=None, help="Text in the entity key.")
+@click.option("--from", "date_from", default=None, help="On or after this day (YYYY-MM-DD, UTC).")
+@click.option("--to", "date_to", default=None, help="On or before this day (YYYY-MM-DD, UTC).")
+@pass_ctx
+def export_audit(
+    ctx: Context,
+    output: str,
+    fmt: str,
+    manifest: bool,
+    excel_safe: bool,
+    date_from: str | None,
+    date_to: str | None,
+    **filters: str | None,
+) -> None:
+    """Write the audit log, newest first, with the filters of Admin → Audit log."""
+    _run_export(
+        ctx,
+        "audit",
+        {**filters, "from": date_from, "to": date_to},
+        output,
+        fmt,
+        manifest,
+        excel_safe,
+    )
+
+
+@export.command("trust_scores")
+@_export_options
+@click.option("--level", default=None, help="state, region or osce.")
+@click.option("--state", default=None, help="A State (code or name): its scores.")
+@click.option("--subject", default=None, help="A State or region code, or OSCE.")
+@click.option("--year", default=None, help="The year.")
+@click.option("--signal", default=None, help="A signal id, or index for the composite.")
+@click.option("--run", default=None, help="A trust run number (default: the latest successful).")
+@pass_ctx
+def export_trust_scores(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the trust scores of the latest successful trust run (or --run)."""
+    _run_export(ctx, "trust_scores", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("all")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(writable=True),
+    help="A folder (csv, json: one file per contract file, named NN-kind in load order) "
+    "or a workbook file (xlsx: one sheet per contract file).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx", "json"]),
+    default="csv",
+    show_default=True,
+    help="csv or json (a folder) or xlsx (one workbook).",
+)
+@click.option(
+    "--manifest",
+    is_flag=True,
+    help="Also write a manifest (OUTPUT/manifest.json or FILE.manifest.json).",
+)
+@pass_ctx
+def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
+    """Write every contract file: a folder that `cbm import FOLDER` loads back, or an XLSX
+    workbook that `cbm import FILE.xlsx` loads back."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    from cbm import contract
+    from cbm.services.export_formats import XLSXCellError, iter_xlsx
+    from cbm.services.export_lists import (
+        build_job,
+        iter_bytes,
+        open_snapshot,
+        take_stamp,
+        write_export,
+    )
+    from cbm.services.export_lists import (
+        manifest as one_manifest,
+    )
+    from cbm.services.exports import export_file_name
+
+    ctx.require_current_schema()
+    session = open_snapshot(make_session_factory(ctx.engine))
+    try:
+        jobs = [build_job(session, kind, {}) for kind in contract.LOAD_ORDER]
+        stamps = [take_stamp(session, job) for job in jobs]
+        if fmt == "xlsx":
+            partial = f"{output}.part"
+            try:
+                with open(partial, "wb") as handle:
+                    written = write_export(iter_xlsx(session, jobs), handle)
+            except XLSXCellError as exc:
+                os.remove(partial)
+                fail(str(exc))
+            os.replace(partial, output)
+            info = {
+                "kind": "all",
+                "format": "xlsx",
+                "file_name": Path(output).name,
+                "generated_at": stamps[0].generated_text,
+                "sheets": {job.kind: stamp.rows for job, stamp in zip(jobs, stamps, strict=True)},
+                "rows": sum(stamp.rows for stamp in stamps),
+                "data_version": {
+                    job.kind: stamp.data_version for job, stamp in zip(jobs, stamps, strict=True)
+                },
+                "bytes": written.size,
+                "sha256": written.sha256,
+            }
+            target = f"{output}.manifest.json"
         else:
-            with open(output, "w", encoding="utf-8", newline="") as out:
-                for chunk in iter_findings_csv(session, chosen):
-                    out.write(chunk)
-    if output != "-":
-        click.echo(f"Wrote findings to {output}.", err=True)
+            folder = Path(output)
+            folder.mkdir(parents=True, exist_ok=True)
+            files = []
+            for job, stamp in zip(jobs, stamps, strict=True):
+                name = export_file_name(job.kind).removesuffix(".csv") + f".{fmt}"
+                with (folder / name).open("wb") as handle:
+                    written = write_export(iter_bytes(session, job, fmt), handle)
+                entry = one_manifest(job, stamp, written, fmt)
+                entry["file_name"] = name
+                files.append(entry)
+            info = {
+                "kind": "all",
+                "format": fmt,
+                "generated_at": stamps[0].generated_text,
+                "rows": sum(stamp.rows for stamp in stamps),
+                "files": files,
+                "sha256": hashlib.sha256(
+                    "".join(f["sha256"] for f in files).encode("ascii")
+                ).hexdigest(),
+            }
+            target = str(folder / "manifest.json")
+    finally:
+        session.close()
+    if manifest:
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    counts = ", ".join(
+        f"{job.kind} {stamp.rows:,}" for job, stamp in zip(jobs, stamps, strict=True)
+    )
+    click.echo(f"Wrote {output}: {counts}.", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

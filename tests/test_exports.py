@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +372,56 @@ def test_a_folder_of_plain_kind_names_imports_in_load_order(
     session.commit()
     result = run_import(session_factory, open_location(str(tmp_path)))
     assert (result.inserted, result.rejected) == (2, 0), result.runs
+
+
+# --------------------------------------------------------------------------------------
+# XLSX and JSON writers (cbm.services.export_formats)
+# --------------------------------------------------------------------------------------
+
+
+def test_xlsx_cells_keep_awkward_text_and_numbers(session: Session) -> None:
+    """Escapes that readers decode (``_xHHHH_``), carriage returns and markup come back as
+    written; whole numbers are numbers; openpyxl reads the workbook too."""
+    import openpyxl
+    import python_calamine
+
+    from cbm.services.export_formats import column_letter, iter_xlsx
+    from cbm.services.export_lists import build_job
+
+    remarks = "_x0041_ & <b>\r\nline_x005F_"
+    row = make("activities", 1, remarks=remarks)
+    assert upsert_records(session, "activities", [row]).inserted == 1
+    data = b"".join(iter_xlsx(session, [build_job(session, "activities", {})]))
+    book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    assert book.sheet_names == ["activities"]
+    header, values = list(book.get_sheet_by_name("activities").iter_rows())
+    got = dict(zip(header, values, strict=True))
+    assert got["remarks"] == remarks
+    assert got["troops"] == 13000 and got["activity_id"] == "A-1"
+    sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True)["activities"]
+    assert [c.value for c in next(sheet.iter_rows())] == list(contract.get("activities").columns)
+    assert [column_letter(i) for i in (0, 25, 26, 701, 702)] == ["A", "Z", "AA", "ZZ", "AAA"]
+
+
+def test_xlsx_refuses_what_xml_cannot_hold(session: Session) -> None:
+    from cbm.services.export_formats import XLSXCellError, iter_xlsx
+    from cbm.services.export_lists import build_job
+
+    assert upsert_records(session, "activities", [make("activities", 1, remarks="a\ufffeb")]).ok
+    with pytest.raises(XLSXCellError, match="U\\+FFFE"):
+        b"".join(iter_xlsx(session, [build_job(session, "activities", {})]))
+
+
+def test_json_is_the_feed_shape_with_typed_values(session: Session) -> None:
+    from cbm.services.export_formats import iter_json
+    from cbm.services.export_lists import build_job
+
+    assert upsert_records(session, "notifications", [make("notifications", 1)]).ok
+    doc = json.loads(b"".join(iter_json(session, build_job(session, "notifications", {}))))
+    assert list(doc) == ["kind", "items", "next"] and doc["next"] is None
+    (item,) = doc["items"]
+    assert list(item) == list(contract.get("notifications").columns)
+    assert item["covers_year"] == 2024 and item["nil_report"] is False
+    assert item["activity_id"] is None and item["sent_at"] == "2024-01-10T09:30:00Z"
+    empty = json.loads(b"".join(iter_json(session, build_job(session, "quotas", {}))))
+    assert empty == {"kind": "quotas", "items": [], "next": None}

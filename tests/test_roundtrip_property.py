@@ -13,6 +13,10 @@ file is exported with :mod:`cbm.services.exports` into a folder and imported int
 * the target exports to the same bytes as the source;
 * importing the export again changes nothing (0 inserted, 0 updated).
 
+The same holds for the other export formats: one XLSX workbook of every file, and one
+JSON file per kind, each imported into an empty database, export to the same CSV bytes
+(``test_a_workbook_or_json_export_reimports_as_the_same_csv_bytes``).
+
 Both databases are throwaway ones made for this module (an SQLite file, or a database on the
 PostgreSQL server of ``CBM_TEST_DATABASE_URL``); each example runs in a transaction of each
 that is rolled back, so every example starts from empty tables.
@@ -510,3 +514,79 @@ def test_an_export_reimports_into_an_empty_database_as_the_same_data(
         assert (second.inserted, second.updated, second.rejected) == (0, 0, 0)
         assert second.unchanged == sum(counts.values())
         assert {kind: stored(target, kind) for kind in data} == after
+
+
+# --------------------------------------------------------------------------------------
+# the same promise for the XLSX workbook and the JSON files (issue #7)
+# --------------------------------------------------------------------------------------
+
+_NOT_IN_XML = ("\ufffe", "\uffff")
+
+
+def _xml_can_hold(data: dict[str, list[dict[str, Any]]]) -> bool:
+    """XML (so XLSX) cannot hold U+FFFE and U+FFFF; such a workbook export is refused."""
+    return not any(
+        isinstance(v, str) and any(c in v for c in _NOT_IN_XML)
+        for rows in data.values()
+        for row in rows
+        for v in row.values()
+    )
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "json"])
+@settings(
+    max_examples=int(os.environ.get("CBM_ROUNDTRIP_FORMAT_EXAMPLES", "6")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=datasets())
+def test_a_workbook_or_json_export_reimports_as_the_same_csv_bytes(
+    databases: tuple[Engine, Engine], fmt: str, data: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Export everything as one XLSX workbook (or one JSON file per kind), import it into
+    an empty database, export CSV again: the bytes are those of the first CSV export."""
+    from hypothesis import assume
+
+    from cbm.services.export_formats import iter_json, iter_xlsx
+    from cbm.services.export_lists import build_job
+    from cbm.services.exports import export_file_name
+
+    if fmt == "xlsx":
+        assume(_xml_can_hold(data))
+    source_engine, target_engine = databases
+    with (
+        rolled_back(source_engine) as source,
+        rolled_back(target_engine) as target,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        with source() as session:
+            for kind, rows in data.items():
+                result = upsert_records(session, kind, rows)
+                assert result.errors == [], (kind, result.errors)
+            session.commit()
+        original = Path(tmp) / "csv"
+        with source() as session:
+            write_contract_folder(session, original)
+            jobs = [build_job(session, kind, {}) for kind in contract.LOAD_ORDER]
+            if fmt == "xlsx":
+                location = Path(tmp) / "all.xlsx"
+                location.write_bytes(b"".join(iter_xlsx(session, jobs)))
+                # The same data, the same bytes.
+                assert b"".join(iter_xlsx(session, jobs)) == location.read_bytes()
+            else:
+                location = Path(tmp) / "json"
+                location.mkdir()
+                for job in jobs:
+                    name = export_file_name(job.kind).removesuffix(".csv") + ".json"
+                    (location / name).write_bytes(b"".join(iter_json(session, job)))
+        imported = run_import(target, open_location(str(location)))
+        problems = [
+            (r.name, r.status, r.message) for r in imported.runs if r.status not in ("succeeded",)
+        ]
+        assert problems == []
+        assert imported.rejected == 0
+        assert imported.inserted == sum(len(rows) for rows in data.values())
+        again = Path(tmp) / "again"
+        with target() as session:
+            write_contract_folder(session, again)
+        assert folder_bytes(again) == folder_bytes(original)

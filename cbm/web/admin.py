@@ -58,6 +58,7 @@ from cbm.services.accounts import (
 from cbm.vocab import ROLES
 from cbm.web.auth import WebUser, current_actor, role_required
 from cbm.web.database import db_session
+from cbm.web.exports import export_response
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -299,8 +300,18 @@ def audit() -> Any:
         entity_types=ENTITY_TYPES,
         usernames=db_session().scalars(select(User.username).order_by(User.username)).all(),
         page_url=_page_url(parsed.values),
+        csv_url=url_for(
+            "admin.audit_csv", **{k: v for k, v in parsed.values.items() if v and k != "page"}
+        ),
     )
     return html, (200 if parsed.ok else 400)
+
+
+@bp.get("/audit.csv")
+@role_required("admin")
+def audit_csv() -> Response:
+    """The audit log with the page's filters as CSV, newest first, streamed and stamped."""
+    return export_response("audit", request.args)
 
 
 def _page_url(values: dict[str, str]) -> Callable[[int], str]:

@@ -40,6 +40,7 @@ from cbm.services.validation import validate_rows
 from cbm.web import forms
 from cbm.web.auth import current_actor, role_required
 from cbm.web.database import db_session
+from cbm.web.exports import export_response
 
 bp = Blueprint("records", __name__, url_prefix="/records")
 
@@ -259,10 +260,27 @@ def list_records(kind: str) -> tuple[str, int]:
             page_sizes=q.PAGE_SIZES,
             list_url=lambda **changes: _list_url(spec.name, args, **changes),
             clear_url=_list_url(spec.name, {}),
+            csv_url=export_url(spec.name, args),
             **_common(spec),
         ),
         status,
     )
+
+
+def export_url(kind: str, args: Mapping[str, str]) -> str:
+    """The list's CSV: the same filters (not the page, sort or page size) at ``<kind>.csv``."""
+    return _with_query(
+        url_for("records.export_list", kind=kind),
+        {k: args[k] for k in q.FILTER_ARGS if args.get(k)},
+    )
+
+
+@bp.get("/<kind>.csv")
+def export_list(kind: str) -> Any:
+    """Every record of the list's filters as contract CSV (contract columns, natural-key
+    order: it re-imports), streamed and stamped (see :mod:`cbm.web.exports`)."""
+    spec = _spec(kind)
+    return export_response(spec.name, request.args)
 
 
 # --------------------------------------------------------------------------------------

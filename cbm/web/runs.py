@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from cbm import contract
 from cbm.models import ImportRejection, ImportRun, Source, User
+from cbm.queries.runs import parse_run_filters, run_conditions
 from cbm.services.imports import (
     FAILED,
     INTERRUPTED,
@@ -46,6 +47,7 @@ from cbm.services.imports import (
 )
 from cbm.web.auth import current_actor, has_role, role_required
 from cbm.web.database import db_session, web_state
+from cbm.web.exports import export_response
 
 bp = Blueprint("runs", __name__, url_prefix="/runs")
 
@@ -86,30 +88,11 @@ def index() -> tuple[str, int]:
     session = db_session()
     mark_stale_runs(session)
     errors: dict[str, str] = {}
-    values = {k: request.args.get(k, "").strip()[:200] for k in ("status", "source", "kind")}
+    parsed = parse_run_filters(request.args)
+    values = parsed.values
     page = _page_arg(errors)
-    stmt = select(ImportRun)
-    if values["status"]:
-        if values["status"] in STATUSES:
-            stmt = stmt.where(ImportRun.status == values["status"])
-        else:
-            errors["status"] = (
-                f"'{values['status']}' is not a status; choose one of {', '.join(STATUSES)}"
-            )
-    if values["source"]:
-        stmt = stmt.where(ImportRun.source_name == values["source"])
-    if values["kind"]:
-        if values["kind"] in contract.FILES:
-            # A run of several kinds lists them with commas.
-            kind = values["kind"]
-            stmt = stmt.where(
-                (ImportRun.kind == kind)
-                | ImportRun.kind.like(f"{kind},%")
-                | ImportRun.kind.like(f"%,{kind}")
-                | ImportRun.kind.like(f"%,{kind},%")
-            )
-        else:
-            errors["kind"] = f"'{values['kind']}' is not a kind of record"
+    errors.update(parsed.errors)
+    stmt = select(ImportRun).where(*run_conditions(parsed))
     runs: list[ImportRun] = []
     total = pages = 0
     status = 200
@@ -154,9 +137,17 @@ def index() -> tuple[str, int]:
             sources=sources,
             kinds=list(contract.FILES),
             status_counts=_status_counts(session),
+            csv_url=url_for("runs.export", **parsed.active),
         ),
         status,
     )
+
+
+@bp.get("/export.csv")
+def export() -> Response:
+    """The runs of the list's filters (status, source, kind) as CSV, newest first, streamed
+    and stamped (see :mod:`cbm.web.exports`)."""
+    return export_response("runs", request.args)
 
 
 def _get_run(run_id: int) -> ImportRun:
