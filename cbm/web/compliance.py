@@ -364,33 +364,11 @@ def findings_index() -> tuple[str, int]:
 
 @findings_bp.get("/findings.csv", endpoint="csv")
 def findings_csv() -> Response:
-    """The filtered findings as CSV: the same service and columns as the CLI export."""
-    session = db_session()
-    try:
-        filters = FindingFilters.from_mapping(session, request.args)
-    except FilterError as exc:
-        text = "These filters cannot be used:\n" + "".join(
-            f"- {name}: {message}\n" for name, message in exc.errors.items()
-        )
-        return Response(text, 400, mimetype="text/plain")
-    factory = web_state().session_factory
+    """The filtered findings as CSV: the same service, columns and stamped headers as every
+    other list export (and the same bytes as ``cbm export findings``)."""
+    from cbm.web.exports import export_response
 
-    def generate():
-        own = factory()
-        try:
-            yield from svc.iter_findings_csv(own, filters)
-        finally:
-            own.close()
-
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-    return Response(
-        generate(),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="findings-{stamp}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return export_response("findings", request.args)
 
 
 def _get_finding(finding_id: int) -> Finding:
