@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
+from compliance_support import found, planted_findings
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -17,21 +18,6 @@ from cbm.demo.loader import load_demo
 from cbm.models import CheckRun, Finding, FindingEvent
 
 UTC = dt.UTC
-Key = tuple[str, str, str, str, str]
-
-
-def found(session: Session, *, include_resolved: bool = False) -> set[Key]:
-    query = select(Finding)
-    if not include_resolved:
-        query = query.where(Finding.status != "resolved")
-    return {
-        (f.rule_id, f.state, f.subject_id or "", f.period or "", f.severity)
-        for f in session.scalars(query)
-    }
-
-
-def planted_findings() -> set[Key]:
-    return {(c.rule_id, c.state, c.subject_id, c.period, c.severity) for c in planted.findings()}
 
 
 class Demo:

@@ -11,55 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from compliance_support import planted_findings
 from factories import make
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cbm.compliance import registry
 from cbm.compliance.engine import Scope, run_check
-from cbm.demo import planted
-from cbm.demo.loader import load_demo
 from cbm.models import CheckRun, Finding, FindingEvent
 from cbm.services.checks import check_now
 from cbm.services.records import delete_record, upsert_records
 
 UTC = dt.UTC
-Key = tuple[str, str, str, str, str]
-
-
-def found(session: Session, *, include_resolved: bool = False) -> set[Key]:
-    query = select(Finding)
-    if not include_resolved:
-        query = query.where(Finding.status != "resolved")
-    return {
-        (f.rule_id, f.state, f.subject_id or "", f.period or "", f.severity)
-        for f in session.scalars(query)
-    }
-
-
-def planted_findings() -> set[Key]:
-    return {(c.rule_id, c.state, c.subject_id, c.period, c.severity) for c in planted.findings()}
-
-
-class Demo:
-    def __init__(self, session: Session, first_run: int) -> None:
-        self.session = session
-        self.first_run = first_run
-
-
-@pytest.fixture(scope="module")
-def demo(engine: Engine) -> Iterator[Demo]:
-    """The demo data and one full check, per backend, rolled back at the end."""
-    with engine.connect() as conn:
-        trans = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        try:
-            load_demo(session)
-            result = run_check(session, trigger="test")
-            yield Demo(session, result.run_id)
-        finally:
-            session.close()
-            trans.rollback()
 
 
 # --- lifecycle on small data sets ---------------------------------------------------------
