@@ -19,7 +19,10 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from numbers import Number
 from typing import Any
+
+from markupsafe import Markup, escape
 
 #: cividis, sampled at ten equal steps (one colour per bin of :data:`BIN_EDGES`).
 CIVIDIS = (
@@ -114,6 +117,10 @@ class Chart:
     csv_url: str = ""
     empty_text: str = "No data for this selection."
     height: int = 320
+    #: ``option`` as JSON for the page (set once when a page's charts are built).
+    option_json: str | None = None
+    #: The table's rows as written by :func:`table_rows`, per link column.
+    rendered_rows: dict[int, Markup] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -129,6 +136,41 @@ class Chart:
         for row in self.rows:
             writer.writerow(["" if v is None else csv_value(v) for v in row])
         return out.getvalue()
+
+
+def table_rows(chart: Chart, link_col: int = 0) -> Markup:
+    """The ``<tr>`` rows of a chart's table: the cell of ``link_col`` is the row's header
+    (linked to the row's record), "no data" for None, numbers right-aligned (floats with
+    one decimal). Every value is escaped.
+
+    Written once per chart and column (kept on the chart): it depends on the chart's data
+    only, never on who is signed in, so a cached page's chart is written once."""
+    done = chart.rendered_rows.get(link_col)
+    if done is not None:
+        return done
+    out = []
+    links = chart.links
+    for i, row in enumerate(chart.rows):
+        cells = ["\n      <tr>"]
+        for j, v in enumerate(row):
+            if j == link_col:
+                text = "–" if v is None else escape(v)
+                link = links[i] if i < len(links) else None
+                if link:
+                    text = Markup(f'<a href="{escape(link)}">{text}</a>')
+                cells.append(f'\n        <th scope="row">{text}</th>')
+            elif v is None:
+                cells.append('<td class="muted">no data</td>')
+            elif isinstance(v, float):
+                cells.append(f'<td class="num">{v:.1f}</td>')
+            elif isinstance(v, Number):
+                cells.append(f'<td class="num">{escape(v)}</td>')
+            else:
+                cells.append(f"<td>{escape(v)}</td>")
+        cells.append("\n      </tr>")
+        out.append("".join(cells))
+    done = chart.rendered_rows[link_col] = Markup("".join(out))
+    return done
 
 
 def csv_value(value: Any) -> Any:

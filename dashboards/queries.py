@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from cbm.models import (
@@ -145,8 +145,10 @@ def scores(
     subjects: Sequence[str] | None = None,
     signal: str | None = None,
     details: bool = False,
+    details_year: int | None = None,
 ) -> list[Score]:
-    """Stored scores of one run and level; ``details`` (JSON) only when asked for."""
+    """Stored scores of one run and level; ``details`` (JSON) only when asked for, and
+    with ``details_year`` only those of that year (the others are None: not decoded)."""
     columns = [
         TrustScore.subject,
         TrustScore.year,
@@ -156,7 +158,9 @@ def scores(
         TrustScore.change,
         TrustScore.worst,
     ]
-    if details:
+    if details and details_year is not None:
+        columns.append(case((TrustScore.year == details_year, TrustScore.details), else_=None))
+    elif details:
         columns.append(TrustScore.details)
     stmt = select(*columns).where(TrustScore.run_id == run_id, TrustScore.level == level)
     if year is not None:
@@ -253,14 +257,14 @@ def activities_in_year(
     session: Session, members: Sequence[str], year: int, limit: int
 ) -> tuple[list[ActivityPoint], int]:
     """The ``limit`` largest activities (by troops) of ``members`` starting in ``year``,
-    oldest first, and how many there are in all."""
+    oldest first, and how many there are in all (``count(*) OVER ()``: one statement,
+    one range scan of ``ix_activities_state_start_date``)."""
     start, end = dt.date(year, 1, 1), dt.date(year, 12, 31)
     where = and_(
         Activity.state.in_(list(members)),
         Activity.start_date >= start,
         Activity.start_date <= end,
     )
-    total = session.scalar(select(func.count()).select_from(Activity).where(where)) or 0
     troops_order = func.coalesce(Activity.troops, -1).desc()
     stmt = (
         select(
@@ -272,12 +276,15 @@ def activities_in_year(
             Activity.start_date,
             Activity.end_date,
             Activity.troops,
+            func.count().over().label("total"),
         )
         .where(where)
         .order_by(troops_order, Activity.start_date, Activity.activity_id)
         .limit(limit)
     )
-    points = [ActivityPoint(*row) for row in session.execute(stmt)]
+    rows = session.execute(stmt).all()
+    total = rows[0][-1] if rows else 0
+    points = [ActivityPoint(*row[:-1]) for row in rows]
     points.sort(key=lambda p: (p.start_date, p.state, p.activity_id))
     return points, total
 
@@ -303,7 +310,7 @@ def _flight_year():  # type: ignore[no-untyped-def]
 
 def verification_by_year(session: Session, state: str) -> dict[int, dict[str, int]]:
     """Per year: inspections and evaluation visits received / conducted, observation
-    flights received / conducted (four grouped statements)."""
+    flights received / conducted (four grouped statements in one ``UNION ALL``)."""
     out: dict[int, dict[str, int]] = defaultdict(dict)
     queries = (
         ("inspections_received", _inspection_year, Inspection.inspected_state),
@@ -311,11 +318,14 @@ def verification_by_year(session: Session, state: str) -> dict[int, dict[str, in
         ("flights_received", _flight_year, ObservationFlight.observed_state),
         ("flights_conducted", _flight_year, ObservationFlight.observing_state),
     )
+    parts = []
     for key, year, column in queries:
-        stmt = count_by_year(year(), [column == state])
-        for y, n in session.execute(stmt):
-            if y is not None:
-                out[int(y)][key] = n
+        counted = count_by_year(year(), [column == state]).subquery()
+        year_col, count_col = list(counted.c)
+        parts.append(select(literal(key).label("key"), year_col, count_col))
+    for key, y, n in session.execute(union_all(*parts)):
+        if y is not None:
+            out[int(y)][key] = n
     return dict(out)
 
 

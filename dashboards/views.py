@@ -4,6 +4,10 @@ Pages read the stored trust scores (the latest finished trust run) and group rec
 SQL; see :mod:`dashboards.queries`. Every chart is built by one function of a page's
 ``*_CHARTS`` registry, which the page and the chart's CSV route both call, so the CSV is
 exactly the data of the chart with the same URL filters (``year``, ``signal``).
+
+A page's data (its charts and tables, :func:`overview_data`, :func:`region_data`,
+:func:`state_data`) is computed once per data version and shared by every user through the
+per-process cache of :mod:`dashboards.cache`; each request renders its own page from it.
 """
 
 from __future__ import annotations
@@ -11,18 +15,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from cbm.web.database import db_session
 from dashboards import charts as ch
 from dashboards import queries as q
+from dashboards.cache import PageCache, configured_size, data_version
 
 bp = Blueprint(
     "dashboards",
@@ -250,7 +256,14 @@ class StateContext(Context):
     def all_scores(self) -> list[q.Score]:
         if not self.run:
             return []
-        return q.scores(self.session, self.run.id, "state", subjects=[self.code], details=True)
+        return q.scores(
+            self.session,
+            self.run.id,
+            "state",
+            subjects=[self.code],
+            details=True,
+            details_year=self.year,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -543,9 +556,10 @@ def state_signals(ctx: StateContext) -> ch.Chart:
     years = ctx.years
     by = {(s.signal, s.year): s for s in ctx.all_scores}
     rows, series = [], []
+    year_urls = [url_for(".state", state_code=ctx.code, year=y) for y in years]
     for sig in q.SIGNALS:
         values = [by[(sig, y)].score if (sig, y) in by else None for y in years]
-        urls = [url_for(".state", state_code=ctx.code, year=y) + f"#signal-{sig}" for y in years]
+        urls = [f"{u}#signal-{sig}" for u in year_urls]
         series.append((ctx.titles.get(sig, sig), values, urls))
         for y in years:
             s = by.get((sig, y))
@@ -868,7 +882,7 @@ STATE_CHARTS: dict[str, Callable[[Any], ch.Chart]] = {
 
 
 # --------------------------------------------------------------------------------------
-# routes
+# building a page's charts
 # --------------------------------------------------------------------------------------
 
 
@@ -879,6 +893,8 @@ def _build(
     for key, fn in registry.items():
         chart = fn(ctx)
         chart.csv_url = csv_url(key)
+        if chart.option is not None and not chart.empty:
+            chart.option_json = chart_json_text(chart.option)
         out[key] = chart
     return out
 
@@ -900,13 +916,86 @@ def _filters(ctx: Any, **extra: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-@bp.get("/", endpoint="overview")
-def overview() -> Any:
-    session = db_session()
-    try:
-        ctx = OverviewContext(session)
-    except BadArgument as exc:
-        return _bad_argument(exc)
+# --------------------------------------------------------------------------------------
+# page data: computed once per data version and shared by every user (dashboards.cache)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a page says about the trust run its scores come from."""
+
+    id: int
+    method_version: str
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class HolderInfo:
+    holder: str
+    members: str
+    passive_quota: int | None
+
+
+class Snapshot:
+    """A page context's plain values, as the templates read them (no session, no ORM
+    objects), so that a page's data can be cached and shared."""
+
+    FIELDS = (
+        "year",
+        "years",
+        "titles",
+        "states",
+        "regions",
+        "region_names",
+        "code",
+        "name",
+        "members",
+        "signal",
+        "place",
+        "trend_years",
+    )
+
+    def __init__(self, ctx: Context) -> None:
+        for name in self.FIELDS:
+            if hasattr(type(ctx), name) or name in vars(ctx):
+                setattr(self, name, getattr(ctx, name))
+        run = ctx.run
+        self.run = RunInfo(run.id, run.method_version, run.finished_at) if run is not None else None
+
+    def state_name(self, code: str | None) -> str:
+        if not code:
+            return ""
+        place = self.states.get(code)
+        return place.name if place else code
+
+
+def page_cache() -> PageCache:
+    """This process's cache of page data (one per application)."""
+    cache = current_app.extensions.get("dashboards_cache")
+    if cache is None:
+        cache = current_app.extensions["dashboards_cache"] = PageCache(configured_size())
+    return cache
+
+
+def _cached_page(session: Session, page: str, code: str, build: Callable[[], dict]) -> dict:
+    args = request.args
+    key = (
+        page,
+        code,
+        (args.get("year") or "").strip(),
+        (args.get("signal") or "").strip(),
+        dt.datetime.now(dt.UTC).date(),
+        request.script_root,
+    )
+    cache = page_cache()
+    if cache.size <= 0:
+        return build()
+    return cache.get_or_build(key, data_version(session), build)
+
+
+def overview_data(session: Session) -> dict[str, Any]:
+    ctx = OverviewContext(session)
     filters = _filters(ctx)
     charts = _build(OVERVIEW_CHARTS, ctx, lambda k: url_for(".overview_csv", chart=k, **filters))
     sparks = {}
@@ -914,17 +1003,66 @@ def overview() -> Any:
         by_year = ctx.region_scores.get(region.code, {})
         values = [by_year[y].score if y in by_year else None for y in ctx.trend_years]
         sparks[region.code] = ch.sparkline(values, ctx.trend_years)
-    regions = {row[0]: row for row in charts["regions"].rows}
+    return {
+        "ctx": Snapshot(ctx),
+        "charts": charts,
+        "regions": {row[0]: row for row in charts["regions"].rows},
+        "sparks": sparks,
+        "has_records": _has_records(session) if not ctx.run else True,
+        "any_findings": q.any_findings(session) if not ctx.run else True,
+    }
+
+
+def region_data(session: Session, region_code: str) -> dict[str, Any]:
+    ctx = RegionContext(session, region_code)
+    filters = _filters(ctx, signal=ctx.signal if ctx.signal != "index" else None)
+    charts = _build(
+        REGION_CHARTS,
+        ctx,
+        lambda k: url_for(".region_csv", region_code=ctx.code, chart=k, **filters),
+    )
+    return {
+        "ctx": Snapshot(ctx),
+        "charts": charts,
+        "count_findings": q.count_findings(session, ctx.members, ctx.year),
+    }
+
+
+def state_data(session: Session, state_code: str) -> dict[str, Any]:
+    ctx = StateContext(session, state_code)
+    filters = _filters(ctx)
+    charts = _build(
+        STATE_CHARTS,
+        ctx,
+        lambda k: url_for(".state_csv", state_code=ctx.code, chart=k, **filters),
+    )
+    year_scores = {s.signal: s for s in ctx.all_scores if s.year == ctx.year}
+    holder = q.open_skies_holder(session, ctx.code)
+    return {
+        "ctx": Snapshot(ctx),
+        "charts": charts,
+        "year_scores": year_scores,
+        "evidence": {sig: _evidence(s.details) for sig, s in year_scores.items()},
+        "holder": HolderInfo(holder.holder, holder.members, holder.passive_quota)
+        if holder is not None
+        else None,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# routes
+# --------------------------------------------------------------------------------------
+
+
+@bp.get("/", endpoint="overview")
+def overview() -> Any:
+    session = db_session()
+    try:
+        data = _cached_page(session, "overview", "", lambda: overview_data(session))
+    except BadArgument as exc:
+        return _bad_argument(exc)
     return render_template(
-        "dashboards/overview.html",
-        ctx=ctx,
-        charts=charts,
-        regions=regions,
-        sparks=sparks,
-        geo=map_geometry(),
-        has_records=_has_records(session) if not ctx.run else True,
-        any_findings=q.any_findings(session) if not ctx.run else True,
-        **_common(ctx),
+        "dashboards/overview.html", geo=map_geometry(), **data, **_common(data["ctx"])
     )
 
 
@@ -943,22 +1081,12 @@ def overview_csv(chart: str) -> Any:
 def region(region_code: str) -> Any:
     session = db_session()
     try:
-        ctx = RegionContext(session, region_code)
+        data = _cached_page(
+            session, "region", region_code, lambda: region_data(session, region_code)
+        )
     except BadArgument as exc:
         return _bad_argument(exc)
-    filters = _filters(ctx, signal=ctx.signal if ctx.signal != "index" else None)
-    charts = _build(
-        REGION_CHARTS,
-        ctx,
-        lambda k: url_for(".region_csv", region_code=ctx.code, chart=k, **filters),
-    )
-    return render_template(
-        "dashboards/region.html",
-        ctx=ctx,
-        charts=charts,
-        count_findings=q.count_findings(session, ctx.members, ctx.year),
-        **_common(ctx),
-    )
+    return render_template("dashboards/region.html", **data, **_common(data["ctx"]))
 
 
 @bp.get("/regions/<region_code>/<chart>.csv", endpoint="region_csv")
@@ -976,27 +1104,12 @@ def region_csv(region_code: str, chart: str) -> Any:
 @bp.get("/states/<state_code>", endpoint="state")
 def state(state_code: str) -> Any:
     session = db_session()
+    code = state_code.upper()
     try:
-        ctx = StateContext(session, state_code)
+        data = _cached_page(session, "state", code, lambda: state_data(session, code))
     except BadArgument as exc:
         return _bad_argument(exc)
-    filters = _filters(ctx)
-    charts = _build(
-        STATE_CHARTS,
-        ctx,
-        lambda k: url_for(".state_csv", state_code=ctx.code, chart=k, **filters),
-    )
-    year_scores = {s.signal: s for s in ctx.all_scores if s.year == ctx.year}
-    evidence = {sig: _evidence(s.details) for sig, s in year_scores.items()}
-    return render_template(
-        "dashboards/state.html",
-        ctx=ctx,
-        charts=charts,
-        year_scores=year_scores,
-        evidence=evidence,
-        holder=q.open_skies_holder(session, ctx.code),
-        **_common(ctx),
-    )
+    return render_template("dashboards/state.html", **data, **_common(data["ctx"]))
 
 
 @bp.get("/states/<state_code>/<chart>.csv", endpoint="state_csv")
@@ -1057,11 +1170,17 @@ def _common(ctx: Any) -> dict[str, Any]:
         "signals": q.SIGNALS,
         "titles": ctx.titles,
         "chart_json": chart_json,
+        "table_rows": ch.table_rows,
     }
 
 
+def chart_json_text(option: Any) -> str:
+    """An option as JSON safe inside <script type="application/json">."""
+    text = json.dumps(option, separators=(",", ":"), default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def chart_json(chart: ch.Chart) -> Markup:
-    """The chart's option as JSON safe inside <script type="application/json">."""
-    text = json.dumps(chart.option, separators=(",", ":"), default=str)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return Markup(text)
+    """The chart's option as JSON safe inside <script type="application/json"> (built once
+    with the page's data, see :func:`_build`)."""
+    return Markup(chart.option_json or chart_json_text(chart.option))

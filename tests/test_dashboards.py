@@ -423,3 +423,88 @@ def test_map_geometry_has_every_region(session) -> None:
     members = {s for shape in geo["regions"].values() for s in shape["states"]}
     states = {code for (code,) in session.query(State.code)}
     assert members | set(geo["states_without_shape"]) == states
+
+
+# --------------------------------------------------------------------------------------
+# the cache of page data (dashboards.cache)
+# --------------------------------------------------------------------------------------
+
+
+def test_page_data_is_shared_until_the_data_version_changes(signed_in, scored, session) -> None:
+    from cbm.services.findings import acknowledge
+    from dashboards.cache import data_version
+
+    viewer, other = signed_in("viewer"), signed_in("viewer")
+    before = viewer.get("/dashboards/?year=2023").get_data(as_text=True)
+    assert f'data-finding="{scored["finding_id"]}"' in before
+    version = data_version(session)
+    # A write that bypasses runs, finding events and the audit log is not seen: the page
+    # data is computed once per data version and shared by every user ...
+    session.query(Finding).filter_by(id=scored["finding_id"]).update(
+        {"summary": "Changed behind the tracker's back."}
+    )
+    session.commit()
+    assert data_version(session) == version
+    html = other.get("/dashboards/?year=2023").get_data(as_text=True)
+    assert "Changed behind" not in html and "LVA sent its annual exchange late." in html
+    # ... and a finding action (a finding event) is a new version: pages are recomputed.
+    acknowledge(session, scored["finding_id"], None, "Seen.")
+    session.commit()
+    assert data_version(session) != version
+    html = viewer.get("/dashboards/?year=2023").get_data(as_text=True)
+    assert "Changed behind the tracker&#39;s back." in html
+
+
+def test_a_new_trust_run_and_a_record_edit_invalidate_cached_pages(
+    signed_in, scored, session
+) -> None:
+    client = signed_in("viewer")
+    quota_cells = '<td class="num">7</td><td class="num">0</td><td class="num">7</td>'
+    html = client.get("/dashboards/states/LVA?year=2023").get_data(as_text=True)
+    assert f"Trust scores of run #{scored['run'].id}" in html
+    assert quota_cells not in html
+    newer = TrustRun(
+        method_version="1",
+        status="succeeded",
+        started_at=dt.datetime(2024, 2, 1, tzinfo=dt.UTC),
+        finished_at=dt.datetime(2024, 2, 1, 0, 1, tzinfo=dt.UTC),
+    )
+    session.add(newer)
+    session.commit()
+    html = client.get("/dashboards/states/LVA?year=2023").get_data(as_text=True)
+    assert f"Trust scores of run #{newer.id}" in html
+    # An edit through the record services writes an audit event: a new version.
+    result = upsert_records(
+        session,
+        "quotas",
+        [make("quotas", 1, year="2023", state="LVA", regime="VD", quota="7")],
+        actor=Actor(),
+    )
+    assert result.ok, result.errors
+    session.commit()
+    quotas = csv_rows(client.get("/dashboards/states/LVA/quotas.csv?year=2023"))
+    assert any(r[1] == "VD" and r[5] == "7" for r in quotas[1:])
+    html = client.get("/dashboards/states/LVA?year=2023").get_data(as_text=True)
+    assert quota_cells in html
+
+
+def test_page_cache_is_a_bounded_lru_keyed_by_version() -> None:
+    from dashboards.cache import PageCache
+
+    cache = PageCache(size=2)
+    built: list[str] = []
+
+    def build(name: str):
+        return lambda: built.append(name) or name
+
+    assert cache.get_or_build("a", (1,), build("a")) == "a"
+    assert cache.get_or_build("a", (1,), build("a2")) == "a"  # a hit
+    assert cache.get_or_build("b", (1,), build("b")) == "b"
+    assert cache.get_or_build("a", (1,), build("a3")) == "a"  # a is now the newest
+    assert cache.get_or_build("c", (1,), build("c")) == "c"  # evicts b, the oldest
+    assert len(cache) == 2
+    assert cache.get_or_build("b", (1,), build("b2")) == "b2"
+    assert cache.get_or_build("c", (2,), build("c2")) == "c2"  # a new version: rebuilt
+    assert built == ["a", "b", "c", "b2", "c2"]
+    off = PageCache(size=0)
+    assert off.get_or_build("a", (1,), build("x")) == "x" and len(off) == 0

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cbm.db import Base
@@ -17,12 +26,15 @@ class Activity(ProvenanceMixin, Base):
     __tablename__ = "activities"
     __table_args__ = (
         UniqueConstraint("activity_id", "source"),
+        # A State's (or a region's) activities in a date range: the region dashboard's
+        # timeline; it serves lookups by State alone too (migration 0006).
+        Index("ix_activities_state_start_date", "state", "start_date"),
         *(CheckConstraint(f"{c} >= 0", name=f"{c}_non_negative") for c in ACTIVITY_FIGURES),
     )
 
     activity_id: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(32))
-    state: Mapped[str] = mapped_column(ForeignKey("states.code"), index=True)
+    state: Mapped[str] = mapped_column(ForeignKey("states.code"))
     host_state: Mapped[str] = mapped_column(ForeignKey("states.code"))
     name: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))

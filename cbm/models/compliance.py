@@ -15,6 +15,8 @@ class Finding(Base):
     """One finding. ``finding_key`` (rule plus subject) is stable, so re-checks update it."""
 
     __tablename__ = "findings"
+    # The newest findings first (the dashboards' latest findings; migration 0006).
+    __table_args__ = (Index("ix_findings_first_detected_at_id", "first_detected_at", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     finding_key: Mapped[str] = mapped_column(String(400), unique=True)
