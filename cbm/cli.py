@@ -1602,5 +1602,148 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
     click.echo(f"Wrote {output}: {counts}.", err=True)
 
 
+# --- operations: doctor, backup, restore -------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check this deployment: settings, database, schema, reference data, secret key, file
+    permissions, scheduler heartbeat, sources and the latest check run. Prints each check
+    as OK, WARNING or PROBLEM with the fix; exits 1 when there is a PROBLEM."""
+    import json
+
+    from cbm.doctor import PROBLEM, Finding, has_problem, run_checks
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        findings = [Finding(PROBLEM, "settings", str(exc), "fix the CBM_* variable named")]
+    else:
+        findings = run_checks(settings)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"ok": not has_problem(findings), "checks": [f.as_dict() for f in findings]},
+                indent=2,
+            )
+        )
+    else:
+        colours = {"OK": "green", "WARNING": "yellow", "PROBLEM": "red"}
+        for f in findings:
+            click.echo(
+                f"{click.style(f'{f.status:8}', fg=colours[f.status])} {f.title}: {f.detail}"
+            )
+            if f.fix and f.status != "OK":
+                click.echo(f"{'':8} fix: {f.fix}")
+        problems = sum(f.status == PROBLEM for f in findings)
+        warnings = sum(f.status == "WARNING" for f in findings)
+        click.echo(f"{problems} problem(s), {warnings} warning(s).")
+    sys.exit(EXIT_ERROR if has_problem(findings) else 0)
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size:,} bytes"  # pragma: no cover
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="The backup file [default: instance/backups/cbm-YYYYMMDDTHHMMSSZ.sqlite3].",
+)
+@pass_ctx
+def backup(ctx: Context, output: str | None) -> None:
+    """Copy the SQLite database to a file, consistently, while cbm keeps running.
+
+    PostgreSQL: use pg_dump (the command prints the exact call)."""
+    from pathlib import Path
+
+    from cbm.backup import BackupError, backup_sqlite, default_backup_path, pg_dump_command
+
+    settings = ctx.settings
+    if not settings.is_sqlite:
+        fail(
+            "cbm backup copies the embedded SQLite database only. Back up PostgreSQL with "
+            f"pg_dump:\n  {pg_dump_command(settings.database_url)}\n"
+            "(the password comes from ~/.pgpass or PGPASSWORD)"
+        )
+    target = Path(output) if output else default_backup_path(settings.instance_dir)
+    try:
+        size = backup_sqlite(settings.database_url, target)
+    except BackupError as exc:
+        fail(str(exc))
+    click.echo(
+        f"Backed up {safe_url(settings.database_url)} to {target.resolve()} ({_human_size(size)})."
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Really replace the database.")
+@pass_ctx
+def restore(ctx: Context, file: str, yes: bool) -> None:
+    """Replace the SQLite database by FILE (a `cbm backup`). Stop the web and scheduler
+    processes first; the current database is kept under instance/backups/ beforehand.
+
+    PostgreSQL: use pg_restore (the command prints the exact call)."""
+    from pathlib import Path
+
+    from cbm.backup import (
+        BackupError,
+        backup_sqlite,
+        default_backup_path,
+        inspect_backup,
+        pg_restore_command,
+        restore_sqlite,
+        sqlite_file,
+    )
+
+    settings = ctx.settings
+    if not settings.is_sqlite:
+        fail(
+            "cbm restore replaces the embedded SQLite database only. Restore PostgreSQL "
+            f"with pg_restore:\n  {pg_restore_command(settings.database_url, file)}\n"
+            "then run: cbm db upgrade"
+        )
+    try:
+        info = inspect_backup(Path(file))
+    except BackupError as exc:
+        fail(str(exc))
+    database = sqlite_file(settings.database_url)
+    if not yes:
+        fail(
+            f"this replaces the database {database} by {info.path} (revision {info.revision}). "
+            "Stop the web and scheduler processes, then run again with --yes.",
+            EXIT_USAGE,
+        )
+    if database.exists():
+        keep = default_backup_path(settings.instance_dir)
+        keep = keep.with_name(keep.name.replace("cbm-", "cbm-pre-restore-", 1))
+        try:
+            backup_sqlite(settings.database_url, keep)
+            click.echo(f"Kept the current database as {keep}.")
+        except BackupError as exc:
+            click.secho(
+                f"Warning: could not keep the current database: {exc}", fg="yellow", err=True
+            )
+    try:
+        restore_sqlite(settings.database_url, info.path)
+    except BackupError as exc:
+        fail(str(exc))
+    click.echo(f"Restored {database} from {info.path} (revision {info.revision}).")
+    if not info.is_current:
+        click.echo(
+            f"The backup is older than this version's schema ({info.head}). Run: cbm db upgrade"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
