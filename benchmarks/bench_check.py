@@ -23,14 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_import import peak_mb, prepare  # noqa: E402
+from bench_import import peak_mb, prepare, throwaway_postgres  # noqa: E402
 
 
 def generate(rows: int, seed: int = 11) -> dict:
@@ -243,20 +242,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             bench("SQLite", f"sqlite:///{folder}/bench.db", frames)
     if "postgresql" in engines:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        name = f"cbm_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+        with throwaway_postgres(args.postgres) as url:
             bench("PostgreSQL", url, frames)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_check import generate, prepare, write  # noqa: E402
+from bench_import import throwaway_postgres  # noqa: E402
 
 PASSWORD = "bench-password-123"
 PAGES = {
@@ -155,25 +156,13 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"cbm_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_postgres(args.postgres) as url:
         print(f"PostgreSQL, {args.rows:,} activities; gunicorn with {args.workers} workers")
         setup(url, args.rows)
         phases = {"on": "cache of page data on", "off": "cache off: every page computed"}
         for phase in ("on", "off") if args.cache == "both" else (args.cache,):
             env = {"CBM_DASHBOARD_CACHE_SIZE": "0"} if phase == "off" else {}
             run_phase(phases[phase], url, args, env)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def run_phase(label: str, url: str, args: argparse.Namespace, extra_env: dict) -> None:

@@ -18,6 +18,7 @@ pass/fail test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 STATES = ["DEU", "FRA", "POL", "RUS", "USA", "GBR", "TUR", "UKR", "ITA", "ESP", "BLR", "SWE"]
@@ -44,6 +46,24 @@ def peak_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextlib.contextmanager
+def throwaway_postgres(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of ``admin_url``, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cbm_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 # --------------------------------------------------------------------------------------
@@ -316,25 +336,11 @@ def main() -> None:
         )
 
         if args.postgres:
-            from sqlalchemy import text
-            from sqlalchemy.engine import make_url
-
-            from cbm.db import make_engine
-
-            admin = make_engine(args.postgres, isolation_level="AUTOCOMMIT")
-            name = f"cbm_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-            try:
+            with throwaway_postgres(args.postgres) as url:
                 raw = {
                     kind: in_child("raw-postgres", str(path), url) for kind, path in files.items()
                 }
                 bench_backend("PostgreSQL (a throwaway database)", url, files, args.chunk, raw)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
 
 
 if __name__ == "__main__":
