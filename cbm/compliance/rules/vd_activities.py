@@ -28,6 +28,12 @@ from cbm.compliance.registry import Candidate, rule
 DAY = pd.Timedelta(days=1)
 
 
+def threshold_keys(prefix: str, *figures: str, comparator: bool = False) -> tuple[str, ...]:
+    """The parameter keys of one threshold level (for a rule's ``params``)."""
+    keys = tuple(f"{prefix}.threshold.{f}" for f in figures)
+    return (*keys, f"{prefix}.comparator") if comparator else keys
+
+
 def activity_table(ctx: CheckContext) -> pd.DataFrame:
     """One row per activity: State, kind, first start, last end, largest figures, sources."""
     if "activity_table" not in ctx._cache:
@@ -98,13 +104,16 @@ def figures_of(row: object) -> dict[str, int | None]:
         "or more before it starts; an alert activity at the time the troops start it."
     ),
     params=(
-        "prior_notification.threshold.troops",
-        "prior_notification.threshold.tanks",
-        "prior_notification.threshold.acv",
-        "prior_notification.threshold.artillery",
-        "prior_notification.threshold.air_sorties",
-        "prior_notification.threshold.amphibious_airborne_troops",
-        "prior_notification.comparator",
+        *threshold_keys(
+            "prior_notification",
+            "troops",
+            "tanks",
+            "acv",
+            "artillery",
+            "air_sorties",
+            "amphibious_airborne_troops",
+            comparator=True,
+        ),
         "prior_notification.lead_days",
         "alert_notification.lead_days",
     ),
@@ -188,13 +197,16 @@ def prior_notification(ctx: CheckContext) -> Iterator[Candidate]:
         "of the year it takes place."
     ),
     params=(
-        "prior_notification.threshold.troops",
-        "prior_notification.threshold.tanks",
-        "prior_notification.threshold.acv",
-        "prior_notification.threshold.artillery",
-        "prior_notification.threshold.air_sorties",
-        "prior_notification.threshold.amphibious_airborne_troops",
-        "prior_notification.comparator",
+        *threshold_keys(
+            "prior_notification",
+            "troops",
+            "tanks",
+            "acv",
+            "artillery",
+            "air_sorties",
+            "amphibious_airborne_troops",
+            comparator=True,
+        ),
     ),
 )
 def calendar_inclusion(ctx: CheckContext) -> Iterator[Candidate]:
@@ -241,12 +253,15 @@ def calendar_inclusion(ctx: CheckContext) -> Iterator[Candidate]:
         "observation thresholds (any one parameter)."
     ),
     params=(
-        "observation.threshold.troops",
-        "observation.threshold.tanks",
-        "observation.threshold.acv",
-        "observation.threshold.artillery",
-        "observation.threshold.amphibious_airborne_troops",
-        "observation.comparator",
+        *threshold_keys(
+            "observation",
+            "troops",
+            "tanks",
+            "acv",
+            "artillery",
+            "amphibious_airborne_troops",
+            comparator=True,
+        ),
     ),
 )
 def observation_invitation(ctx: CheckContext) -> Iterator[Candidate]:
@@ -292,11 +307,7 @@ def observation_invitation(ctx: CheckContext) -> Iterator[Candidate]:
         "communicated in writing by 15 November of the second year before it takes place."
     ),
     params=(
-        "large_activity.threshold.troops",
-        "large_activity.threshold.tanks",
-        "large_activity.threshold.acv",
-        "large_activity.threshold.artillery",
-        "large_activity.comparator",
+        *threshold_keys("large_activity", "troops", "tanks", "acv", "artillery", comparator=True),
         "forecast.due_month_day",
         "forecast.years_ahead",
     ),
@@ -359,11 +370,9 @@ def large_activity_forecast(ctx: CheckContext) -> Iterator[Candidate]:
     ),
     params=(
         "constraint.simultaneous.max_activities",
-        "constraint.simultaneous.threshold.troops",
-        "constraint.simultaneous.threshold.tanks",
-        "constraint.simultaneous.threshold.acv",
-        "constraint.simultaneous.threshold.artillery",
-        "constraint.simultaneous.comparator",
+        *threshold_keys(
+            "constraint.simultaneous", "troops", "tanks", "acv", "artillery", comparator=True
+        ),
     ),
 )
 def simultaneous(ctx: CheckContext) -> Iterator[Candidate]:
@@ -457,15 +466,12 @@ def _ordinal(n: int) -> str:
     ),
     params=(
         "constraint.per_year.max_activities",
-        "constraint.per_year.threshold.troops",
-        "constraint.per_year.threshold.tanks",
+        *threshold_keys("constraint.per_year", "troops", "tanks"),
         "constraint.per_year_large.max_activities",
-        "constraint.per_year_large.threshold.troops",
-        "constraint.per_year_large.threshold.tanks",
+        *threshold_keys("constraint.per_year_large", "troops", "tanks"),
         "constraint.three_year.max_activities",
         "constraint.three_year.window_years",
-        "constraint.three_year.threshold.troops",
-        "constraint.three_year.threshold.tanks",
+        *threshold_keys("constraint.three_year", "troops", "tanks"),
     ),
 )
 def frequency_limits(ctx: CheckContext) -> Iterator[Candidate]:
