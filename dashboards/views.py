@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -361,8 +361,8 @@ def overview_movers(ctx: OverviewContext) -> ch.Chart:
     )
 
 
-def overview_findings(ctx: OverviewContext) -> ch.Chart:
-    found = q.latest_findings(ctx.session, limit=LATEST_FINDINGS)
+def findings_chart(found: Sequence[Any], title: str, empty_text: str | None = None) -> ch.Chart:
+    """Findings as a table chart, each row linking to its finding page."""
     rows = [
         [
             f.id,
@@ -376,15 +376,20 @@ def overview_findings(ctx: OverviewContext) -> ch.Chart:
         ]
         for f in found
     ]
-    links = [url_for("findings.finding", finding_id=f.id) for f in found]
+    extra = {"empty_text": empty_text} if empty_text else {}
     return ch.Chart(
         "findings",
-        "Latest findings",
+        title,
         ["finding", "rule", "severity", "status", "state", "period", "due", "summary"],
         rows,
-        links=links,
-        empty_text="No findings yet: they appear after a compliance check.",
+        links=[url_for("findings.finding", finding_id=f.id) for f in found],
+        **extra,
     )
+
+
+def overview_findings(ctx: OverviewContext) -> ch.Chart:
+    found = q.latest_findings(ctx.session, limit=LATEST_FINDINGS)
+    return findings_chart(found, "Latest findings")
 
 
 OVERVIEW_CHARTS: dict[str, Callable[[Any], ch.Chart]] = {
@@ -515,27 +520,10 @@ def region_activities(ctx: RegionContext) -> ch.Chart:
 
 def region_findings(ctx: RegionContext) -> ch.Chart:
     found = q.latest_findings(ctx.session, limit=REGION_FINDINGS, states=ctx.members, year=ctx.year)
-    rows = [
-        [
-            f.id,
-            f.rule_id,
-            f.severity,
-            f.status,
-            f.state,
-            f.period or "",
-            f.due_at.date().isoformat() if f.due_at else "",
-            f.summary,
-        ]
-        for f in found
-    ]
-    links = [url_for("findings.finding", finding_id=f.id) for f in found]
-    return ch.Chart(
-        "findings",
+    return findings_chart(
+        found,
         f"Findings of its members due in {ctx.year}",
-        ["finding", "rule", "severity", "status", "state", "period", "due", "summary"],
-        rows,
-        links=links,
-        empty_text=f"No findings of this region's States are due in {ctx.year}.",
+        f"No findings of this region's States are due in {ctx.year}.",
     )
 
 
