@@ -21,7 +21,6 @@ from cbm.compliance.context import (
     end_of_day,
     first_reached,
     reaches,
-    when_iso,
 )
 from cbm.compliance.registry import Candidate, rule
 
@@ -591,6 +590,3 @@ def near_threshold(ctx: CheckContext) -> Iterator[Candidate]:
                 "band_percent": band * 100,
             },
         )
-
-
-__all__ = ["activity_table", "linked", "when_iso"]

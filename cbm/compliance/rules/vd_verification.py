@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from cbm.compliance.context import CheckContext, aware, end_of_day, when_iso
+from cbm.compliance.context import CheckContext, aware, when_iso
 from cbm.compliance.registry import Candidate, rule
 from cbm.compliance.rules.wording import duration
 
@@ -386,6 +386,3 @@ def unusual_activity_reply(ctx: CheckContext) -> Iterator[Candidate]:
                 "limit_hours": hours,
             },
         )
-
-
-__all__ = ["end_of_day"]
