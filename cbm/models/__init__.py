@@ -1,7 +1,7 @@
 """All models, imported together so that Alembic and the app see one complete MetaData."""
 
 from cbm.db import Base
-from cbm.models.accounts import User
+from cbm.models.accounts import ApiToken, User
 from cbm.models.activities import Activity
 from cbm.models.compliance import CheckRun, Finding, FindingEvent
 from cbm.models.forces import Ceiling, Holding, Reduction
@@ -23,6 +23,7 @@ from cbm.models.verification import Inspection, ObservationFlight, Quota
 
 __all__ = [
     "Activity",
+    "ApiToken",
     "AuditEvent",
     "Base",
     "Ceiling",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cbm.db import Base, UTCDateTime, utcnow
@@ -25,3 +25,26 @@ class User(Base):
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Secret of the user's calendar-feed URL (iCalendar clients cannot sign in); renewable.
     feed_token: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+
+
+class ApiToken(Base):
+    """A personal API token. Only its SHA-256 is stored; the secret is shown once.
+
+    A token acts for its owner with the lower of the owner's current role and its own
+    ``scope``, so a role change or a disabled account takes effect on every token at once,
+    and an admin can hand a script a read-only token.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The public start of the token ("cbm_ab12cd34"), shown in lists to tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16), default="viewer")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
