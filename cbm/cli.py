@@ -427,6 +427,96 @@ def user_ensure_admin(ctx: Context) -> None:
     click.echo(bar)
 
 
+# --- API tokens -------------------------------------------------------------------------
+# `cbm token …`: personal API tokens, the same service as the Account page.
+
+
+@main.group()
+def token() -> None:
+    """Personal API tokens for the JSON API (/api/v1/): create, list, revoke."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What uses the token (shown in lists).")
+@click.option(
+    "--scope",
+    type=click.Choice(["viewer", "analyst", "admin"]),
+    help="At most the account's role (the default).",
+)
+@click.option("--expires-days", type=click.IntRange(1, 3650), help="Default: never expires.")
+@pass_ctx
+def token_create(
+    ctx: Context, username: str, name: str, scope: str | None, expires_days: int | None
+) -> None:
+    """Create a token for USERNAME and print it once (only its hash is stored)."""
+    from cbm.services.accounts import get_user
+    from cbm.services.tokens import create_token
+
+    def make(session: Any) -> tuple[Any, str]:
+        tok, secret = create_token(
+            session, get_user(session, username), name, scope=scope, expires_days=expires_days
+        )
+        return tok.scope, secret
+
+    scope_used, secret = _account_call(ctx, make)
+    click.echo(secret)
+    click.echo(
+        f"Token for {username} ({scope_used}). Copy it now: it is not shown again. "
+        "Send it as 'Authorization: Bearer <token>'.",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.argument("username", required=False)
+@pass_ctx
+def token_list(ctx: Context, username: str | None) -> None:
+    """List tokens (of USERNAME, or of every account), newest first."""
+    from cbm.models import User
+    from cbm.services.accounts import get_user
+    from cbm.services.tokens import list_tokens, token_status
+
+    def rows(session: Any) -> list[tuple]:
+        user_id = get_user(session, username).id if username else None
+        names = {u.id: u.username for u in session.query(User)}
+
+        def when(value: Any) -> str:
+            return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+        return [
+            (
+                t.id,
+                t.prefix,
+                names.get(t.user_id, "?"),
+                t.scope,
+                token_status(t),
+                t.name,
+                when(t.last_used_at),
+            )
+            for t in list_tokens(session, user_id)
+        ]
+
+    found = _account_call(ctx, rows)
+    if not found:
+        click.echo("No API tokens. Create one with: cbm token create USERNAME --name NAME")
+        return
+    click.echo(f"{'id':>5} {'token':14} {'user':16} {'scope':8} {'status':8} {'last used':21} name")
+    for tid, prefix, user_name, scope, status, name, used in found:
+        click.echo(f"{tid:>5} {prefix:14} {user_name:16} {scope:8} {status:8} {used:21} {name}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@pass_ctx
+def token_revoke(ctx: Context, token_id: int) -> None:
+    """Revoke token TOKEN_ID (see `cbm token list`) at once."""
+    from cbm.services.tokens import revoke_token
+
+    prefix = _account_call(ctx, lambda s: revoke_token(s, token_id).prefix)
+    click.echo(f"Revoked {prefix}…; requests with it are refused from now on.")
+
+
 # --- sources ----------------------------------------------------------------------------
 # `cbm source …`: configure import sources and run one now. The same services as the
 # admin page (cbm.services.sources); `run` takes the same lock as the scheduler.

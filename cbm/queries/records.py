@@ -236,6 +236,15 @@ def key_values(spec: ContractFile, parts: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def stored_key(session: Session, spec: ContractFile, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The key of a contract row just written, as stored: parsed by the same validator
+    (States resolved to codes, dates and years typed, empty optional parts as '')."""
+    from cbm.services.validation import validate_rows
+
+    typed = validate_rows(spec, [row], state_resolver(session)).rows[0]
+    return {k: typed[k] for k in spec.key}
+
+
 def _key_condition(spec: ContractFile, key: Mapping[str, Any]) -> list[ColumnElement[bool]]:
     table = _table(spec)
     return [table.c[k] == (key[k] if key[k] is not None else "") for k in spec.key]

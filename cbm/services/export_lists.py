@@ -103,6 +103,9 @@ class ExportJob:
     spec: contract.ContractFile | None = None
     #: The rows are already neutralised for spreadsheets (findings).
     always_excel_safe: bool = False
+    #: The SELECT behind ``rows`` (its columns are ``columns``), for callers that page the
+    #: same list instead of streaming it (the JSON API); None where rows are built otherwise.
+    statement: Any = None
 
     @property
     def filter_text(self) -> str:
@@ -457,7 +460,7 @@ def runs_job(session: Session, args: Mapping[str, str]) -> ExportJob:
         known = [t for t in times if t is not None]
         return f"{top or 0};{_latest(max(known) if known else None)}"
 
-    return ExportJob("runs", parsed.active, RUN_COLUMNS, rows, count, version)
+    return ExportJob("runs", parsed.active, RUN_COLUMNS, rows, count, version, statement=stmt)
 
 
 # -- the audit log ---------------------------------------------------------------------
@@ -698,7 +701,7 @@ def trust_job(session: Session, args: Mapping[str, str]) -> ExportJob:
     def version(s: Session) -> str:
         return str(run_id or 0)
 
-    return ExportJob("trust_scores", filters, TRUST_COLUMNS, rows, count, version)
+    return ExportJob("trust_scores", filters, TRUST_COLUMNS, rows, count, version, statement=stmt)
 
 
 def describe_filters(kind: str) -> Sequence[str]:

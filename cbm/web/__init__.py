@@ -139,6 +139,9 @@ def init_blueprints(app: Flask) -> None:
     from cbm.web.sources import bp as sources_bp
 
     app.register_blueprint(sources_bp)
+    from cbm.web.api import init_api
+
+    init_api(app)
 
 
 def init_security(app: Flask) -> None:

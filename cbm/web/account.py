@@ -1,4 +1,8 @@
-"""The signed-in user's own account: who they are, their role, and a password change.
+"""The signed-in user's own account: who they are, their role, a password change, and
+personal API tokens.
+
+A new token's secret is shown once, in the response to the POST that made it (never put in
+a flash message: those travel in the signed, not encrypted, session cookie).
 
 Changing the password needs the current one (a session left open on a shared machine is not
 enough to take the account over). The change bumps ``session_version``, which ends the
@@ -26,7 +30,16 @@ from flask_login import current_user, login_user
 from cbm.compliance.deadlines import ensure_feed_token
 from cbm.models import User
 from cbm.services.accounts import MIN_PASSWORD_LENGTH, AccountError, change_own_password
-from cbm.web.auth import WebUser, limiter, role_required
+from cbm.services.tokens import (
+    MAX_EXPIRY_DAYS,
+    TokenError,
+    create_token,
+    list_tokens,
+    revoke_token,
+    token_status,
+)
+from cbm.vocab import ROLES
+from cbm.web.auth import WebUser, current_actor, limiter, role_required
 from cbm.web.database import db_session
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -66,7 +79,44 @@ def change_password() -> Any:
     return redirect(url_for("account.index"))
 
 
-def _page(error: str | None = None) -> tuple[str, int]:
+@bp.post("/tokens")
+@role_required("viewer")
+def create_api_token() -> Any:
+    """Create a personal API token; the page shows its secret this once."""
+    user = db_session().get(User, current_user.id)
+    raw_days = request.form.get("expires_days", "").strip()
+    try:
+        if raw_days and not raw_days.isdigit():
+            raise TokenError(f"'{raw_days[:20]}' is not a number of days")
+        _token, secret = create_token(
+            db_session(),
+            user,
+            request.form.get("name", "")[:200],
+            scope=request.form.get("scope", "").strip() or None,
+            expires_days=int(raw_days) if raw_days else None,
+            actor=current_actor(),
+        )
+    except TokenError as exc:
+        return _page(token_error=str(exc))
+    return _page(new_token=secret)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@role_required("viewer")
+def revoke_api_token(token_id: int) -> Any:
+    try:
+        token = revoke_token(
+            db_session(), token_id, owner_id=current_user.id, actor=current_actor()
+        )
+    except TokenError as exc:
+        return _page(token_error=str(exc))
+    flash(f"Revoked the API token {token.prefix}… ({token.name}).", "success")
+    return redirect(url_for("account.index") + "#api-tokens", 303)
+
+
+def _page(
+    error: str | None = None, *, token_error: str | None = None, new_token: str | None = None
+) -> tuple[str, int]:
     user = db_session().get(User, current_user.id)
     feed_url = (
         url_for("deadlines.ics", token=user.feed_token, _external=True)
@@ -79,5 +129,11 @@ def _page(error: str | None = None) -> tuple[str, int]:
         error=error,
         min_length=MIN_PASSWORD_LENGTH,
         feed_url=feed_url,
+        tokens=list_tokens(db_session(), current_user.id),
+        token_status=token_status,
+        token_error=token_error,
+        new_token=new_token,
+        scopes=ROLES[: ROLES.index(user.role) + 1] if user is not None else (),
+        max_expiry_days=MAX_EXPIRY_DAYS,
     )
-    return html, (422 if error else 200)
+    return html, (422 if error or token_error else 200)

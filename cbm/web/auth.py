@@ -169,6 +169,8 @@ def _guard() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None or is_public(endpoint):
         return None
+    if endpoint.startswith("api."):
+        return None  # the API authenticates tokens itself (cbm.web.api), never cookies
     if getattr(current_user, "is_authenticated", False):
         return None
     if _feed_token_request(endpoint):

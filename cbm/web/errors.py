@@ -1,7 +1,8 @@
 """Error pages: a helpful sentence and a way home for people, JSON for machines.
 
-Paths under ``/api/`` and ``/healthz`` get JSON in the shape flask-smorest uses
-(``{"code", "status", "message"}``) so the API keeps one error format when it arrives.
+Paths under ``/api/`` and ``/healthz`` get RFC 9457 problem details
+(``application/problem+json``: ``type``, ``title``, ``status``, ``detail``), the one error
+format of the JSON API, whichever layer raised the error.
 Database failures are not 500s: an unreachable database and an unmigrated one are 503s
 that say what to do.
 """
@@ -20,6 +21,9 @@ from cbm.config import Settings
 #: SQLSTATEs PostgreSQL raises when a table or column the code expects is missing.
 _MISSING_SCHEMA_SQLSTATES = {"42P01", "42703"}
 _MISSING_SCHEMA_MESSAGES = ("no such table", "no such column")
+
+#: Headers of an HTTP error that the error page keeps.
+_KEPT_HEADERS = frozenset({"Allow", "WWW-Authenticate", "Retry-After"})
 
 _MESSAGES: dict[int, str] = {
     400: "The request could not be understood. Check the address or the form and try again.",
@@ -69,9 +73,26 @@ def is_missing_schema(exc: BaseException) -> bool:
     )
 
 
+def problem_response(
+    status: int, detail: str, *, title: str | None = None, **extra: object
+) -> Response:
+    """An ``application/problem+json`` response (RFC 9457); ``extra`` adds members."""
+    body = {
+        "type": "about:blank",
+        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
 def render_error(info: ErrorInfo) -> tuple[Response | str, int]:
     if wants_json():
-        return jsonify(code=info.code, status=info.title, message=info.message), info.code
+        return problem_response(info.code, info.message, title=info.title), info.code
     return render_template("error.html", error=info), info.code
 
 
@@ -90,7 +111,12 @@ def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
         message = exc.description or HTTP_STATUS_CODES.get(code, "Error")
     else:
         message = template.format(max_upload_mb=_settings().max_upload_mb)
-    return render_error(ErrorInfo(code, HTTP_STATUS_CODES.get(code, "Error"), message))
+    body, status = render_error(ErrorInfo(code, HTTP_STATUS_CODES.get(code, "Error"), message))
+    kept = {k: v for k, v in exc.get_headers() if k in _KEPT_HEADERS}
+    if kept:  # 405 says what is allowed, 401 how to authenticate, 429 when to come back
+        body = body if isinstance(body, Response) else Response(body, mimetype="text/html")
+        body.headers.update(kept)
+    return body, status
 
 
 def _database_error(exc: DBAPIError) -> tuple[Response | str, int]:

@@ -33,10 +33,8 @@ from cbm.services.records import (
     DeleteRefused,
     delete_record,
     entity_key,
-    state_resolver,
     upsert_records,
 )
-from cbm.services.validation import validate_rows
 from cbm.web import forms
 from cbm.web.auth import current_actor, role_required
 from cbm.web.database import db_session
@@ -389,17 +387,10 @@ def new(kind: str) -> Any:
             errors=result.errors,
             status=422,
         )
-    stored = q.get_record(session, spec, _stored_key(spec, row))
+    stored = q.get_record(session, spec, q.stored_key(session, spec, row))
     assert stored is not None
     flash(f"Added {_noun(spec)} {entity_key(spec, stored)}.", "success")
     return redirect(record_url(spec.name, stored), 303)
-
-
-def _stored_key(spec: ContractFile, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The key of a row just written, as stored: parsed by the same validator (States
-    resolved to codes, dates and years typed, empty optional parts as '')."""
-    typed = validate_rows(spec, [row], state_resolver(db_session())).rows[0]
-    return {k: typed[k] for k in spec.key}
 
 
 @bp.route("/<kind>/<key>/edit", methods=["GET", "POST"])

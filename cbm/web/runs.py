@@ -294,7 +294,7 @@ def _upload_form(
     )
 
 
-def _clean_filename(raw: str) -> str:
+def clean_filename(raw: str) -> str:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     return _UNSAFE_NAME.sub("", name).strip()[:200]
 
@@ -314,7 +314,7 @@ def upload() -> Any:
     }
     errors: dict[str, str] = {}
     file = request.files.get("file")
-    name = _clean_filename(file.filename or "") if file is not None else ""
+    name = clean_filename(file.filename or "") if file is not None else ""
     suffix = ("." + name.rsplit(".", 1)[-1].lower()) if "." in name else ""
     if file is None or not name:
         errors["file"] = "choose a file to import"
