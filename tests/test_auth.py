@@ -691,7 +691,7 @@ def test_anonymous_api_is_401_json(api_app: Flask) -> None:
     response = client.get("/api/_test/things")
     assert response.status_code == 401
     assert response.is_json
-    assert response.get_json()["code"] == 401
+    assert response.get_json()["status"] == 401
     assert "Location" not in response.headers
 
 

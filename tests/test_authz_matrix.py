@@ -60,6 +60,9 @@ WRITE_ALLOWLIST = {
     "auth.logout": "every user may end their own session",
     "account.change_password": "every user may change their own password",
     "deadlines.renew_feed": "every user may create or renew their own calendar-feed link",
+    "account.create_api_token": "every user may create API tokens for themselves (at most "
+    "their own role)",
+    "account.revoke_api_token": "every user may revoke their own API tokens",
 }
 
 #: Statuses that look like a refusal but are the route's real answer. Signing in with an
@@ -105,6 +108,7 @@ EXAMPLES: dict[str, Callable[[DataSet], Any]] = {
     "source_id": lambda d: 999_999,  # no such source: 404 for those allowed
     "rule_id": lambda d: "VD-I-3",  # a rule of the catalogue (fixed ids)
     "finding_id": lambda d: 999_999,  # no such finding: 404 for those allowed
+    "token_id": lambda d: 999_999,  # no such token: refused with a message
     "check_id": lambda d: 999_999,  # no such check run: 404 for those allowed
     "region_code": lambda d: "baltic",  # a region of the reference data
     "state_code": lambda d: "DEU",  # a participating State of the reference data
@@ -151,12 +155,13 @@ def _url_map_app() -> Flask:
 
 
 URL_MAP_APP = _url_map_app()
-#: (endpoint, rule, method) for every rule but ``static``.
+#: (endpoint, rule, method) for every rule but ``static`` and the JSON API, which takes
+#: tokens, never session cookies: its own matrix is in ``tests/test_api_authz.py``.
 ROUTES = sorted(
     (
         (rule.endpoint, rule.rule, method)
         for rule in URL_MAP_APP.url_map.iter_rules()
-        if rule.endpoint != "static"
+        if rule.endpoint != "static" and not rule.endpoint.startswith("api.")
         for method in METHODS
         if method in (rule.methods or ())
     ),

@@ -399,9 +399,10 @@ def test_database_errors_under_api_are_json(own_app: Callable[..., Flask], tmp_p
     response = app.test_client().get("/api/v1/things")
     assert response.status_code == 503
     assert response.is_json
+    assert response.mimetype == "application/problem+json"
     body = response.get_json()
-    assert body["code"] == 503
-    assert "cbm db upgrade" in body["message"]
+    assert body["status"] == 503
+    assert "cbm db upgrade" in body["detail"]
 
 
 # --------------------------------------------------------------------------------------
@@ -482,10 +483,12 @@ def test_api_404_is_json(client: FlaskClient) -> None:
     response = client.get("/api/nope")
     assert response.status_code == 404
     assert response.is_json
+    assert response.mimetype == "application/problem+json"
     assert response.get_json() == {
-        "code": 404,
-        "status": "Not Found",
-        "message": "There is no page at this address. The link may be mistyped or the page "
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "There is no page at this address. The link may be mistyped or the page "
         "may have moved.",
     }
 
@@ -536,9 +539,10 @@ def test_abort_with_a_description_shows_it(
     client = signed_in()
     assert "The file has no header row." in client.get("/_test/custom").get_data(as_text=True)
     assert client.get("/api/_test/custom").get_json() == {
-        "code": 400,
-        "status": "Bad Request",
-        "message": "The file has no header row.",
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "The file has no header row.",
     }
 
 
@@ -577,7 +581,7 @@ def test_500_page_html_and_json(app: Flask, signed_in: Callable[..., FlaskClient
 
     response = client.get("/api/_test/crash")
     assert response.status_code == 500
-    assert response.get_json()["code"] == 500
+    assert response.get_json()["status"] == 500
     assert "secret detail" not in response.get_data(as_text=True)
 
 

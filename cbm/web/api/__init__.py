@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, g, request
 
@@ -136,6 +137,25 @@ def json_body() -> Mapping[str, Any]:
 def query_args() -> dict[str, str]:
     """The query string as one value per name (the last one wins, as on the pages)."""
     return {k: v for k, v in request.args.items(multi=False)}
+
+
+def page_links(page: int, pages: int) -> dict[str, str]:
+    """``self``, ``next`` and ``prev`` of a list: this path with the same query, another page.
+
+    Built from the request path, not ``url_for``: a filter named like a route default
+    (``kind``) must stay a query argument.
+    """
+    args = {k: v for k, v in query_args().items() if k != "page"}
+
+    def link(number: int) -> str:
+        return f"{request.path}?{urlencode({**args, 'page': number})}"
+
+    links = {"self": link(page)}
+    if page < pages:
+        links["next"] = link(page + 1)
+    if 1 < page <= pages:
+        links["prev"] = link(page - 1)
+    return links
 
 
 def filter_problem(errors: Mapping[str, str]) -> Problem:

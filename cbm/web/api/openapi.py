@@ -268,6 +268,39 @@ def _record_paths(spec: contract.ContractFile) -> dict[str, Any]:
     }
 
 
+def _links(operations: dict[str, str], parameter: str, expression: str) -> dict[str, Any]:
+    """OpenAPI links from a created object to the operations on it (stateful testing and
+    clients follow them)."""
+    return {
+        name: {"operationId": op, "parameters": {parameter: expression}}
+        for name, op in operations.items()
+    }
+
+
+def _add_links(paths: dict[str, Any]) -> None:
+    """Link every 201 (a created record or source) to what can be done with it next."""
+    for name in contract.FILES:
+        created = paths[f"/{name}"]["post"]["responses"]["201"]
+        created["links"] = _links(
+            {
+                "get": f"get_{name}",
+                "replace": f"replace_{name}",
+                "patch": f"patch_{name}",
+                "delete": f"delete_{name}",
+            },
+            "key",
+            "$response.body#/_key",
+        )
+    paths["/sources"]["post"]["responses"]["201"]["links"] = _links(
+        {"get": "get_source", "patch": "update_source", "delete": "delete_source"},
+        "source_id",
+        "$response.body#/id",
+    )
+    paths["/runs"]["post"]["responses"]["201"]["links"] = _links(
+        {"get": "get_run", "revert": "revert_run"}, "run_id", "$response.body#/run_id"
+    )
+
+
 def _columns_schema(columns: tuple[str, ...], types: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -380,7 +413,8 @@ def _other_schemas() -> dict[str, Any]:
 
 
 def _id_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+    schema = {"type": "integer", "minimum": 0, "maximum": 2_147_483_647}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _other_paths() -> dict[str, Any]:
@@ -571,6 +605,7 @@ def openapi_document() -> dict[str, Any]:
         paths.update(_record_paths(spec))
     schemas.update(_other_schemas())
     paths.update(_other_paths())
+    _add_links(paths)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -27,7 +27,16 @@ from cbm.queries import records as q
 from cbm.services.exports import format_timestamp, format_value
 from cbm.services.records import DeleteRefused, delete_record, entity_key, upsert_records
 from cbm.services.validation import RowError
-from cbm.web.api import Problem, actor, api_role, bp, filter_problem, json_body, query_args
+from cbm.web.api import (
+    Problem,
+    actor,
+    api_role,
+    bp,
+    filter_problem,
+    json_body,
+    page_links,
+    query_args,
+)
 from cbm.web.database import db_session
 from cbm.web.records import decode_key, encode_key
 
@@ -145,23 +154,13 @@ def list_view(kind: str) -> Response:
     if errors:
         raise filter_problem(errors)
     page = q.list_records(session, spec, params)
-    args = {k: v for k, v in query_args().items() if k != "page"}
-
-    def link(number: int) -> str:
-        return url_for(f"api.list_{kind}", **args, page=number)
-
-    links = {"self": link(page.page)}
-    if page.page < page.pages:
-        links["next"] = link(page.page + 1)
-    if 1 < page.page <= page.pages:
-        links["prev"] = link(page.page - 1)
     return jsonify(
         items=[record_json(spec, r) for r in page.rows],
         total=page.total,
         page=page.page,
         per_page=page.per_page,
         pages=page.pages,
-        links=links,
+        links=page_links(page.page, page.pages),
     )
 
 

@@ -32,11 +32,14 @@ from cbm.web.api import (
     filter_problem,
     identity,
     json_body,
+    page_links,
     query_args,
 )
 from cbm.web.database import db_session, web_state
 
 PER_PAGE_DEFAULT = 50
+#: Ids above this exist nowhere (and would overflow the database's integer).
+MAX_ID = 2_147_483_647
 PER_PAGE_MAX = 200
 
 
@@ -71,16 +74,9 @@ def paging() -> tuple[int, int]:
     return page, per_page
 
 
-def page_body(
-    endpoint: str, items: Sequence[Any], total: int, page: int, per_page: int
-) -> dict[str, Any]:
+def page_body(items: Sequence[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     pages = max(1, math.ceil(total / per_page))
-    args = {k: v for k, v in query_args().items() if k != "page"}
-    links = {"self": url_for(endpoint, **args, page=page)}
-    if page < pages:
-        links["next"] = url_for(endpoint, **args, page=page + 1)
-    if 1 < page <= pages:
-        links["prev"] = url_for(endpoint, **args, page=page - 1)
+    links = page_links(page, pages)
     return {
         "items": list(items),
         "total": total,
@@ -98,7 +94,7 @@ def _job(kind: str, args: Mapping[str, str]) -> Any:
         raise filter_problem(exc.errors) from None
 
 
-def _paged_job(kind: str, endpoint: str) -> Response:
+def _paged_job(kind: str) -> Response:
     """A list whose filters and SELECT are an export job's, one page of it."""
     page, per_page = paging()
     session = db_session()
@@ -109,7 +105,7 @@ def _paged_job(kind: str, endpoint: str) -> Response:
         {c: json_value(v) for c, v in zip(job.columns, row, strict=True)}
         for row in session.execute(stmt)
     ]
-    return jsonify(page_body(endpoint, items, total, page, per_page))
+    return jsonify(page_body(items, total, page, per_page))
 
 
 # -- findings ------------------------------------------------------------------------------
@@ -157,11 +153,11 @@ def list_findings() -> Response:
         raise filter_problem(exc.errors) from None
     found = findings_service.page_findings(session, filters, page=page, per_page=per_page)
     items = [finding_json(f) for f in found.rows]
-    return jsonify(page_body("api.list_findings", items, found.total, page, per_page))
+    return jsonify(page_body(items, found.total, page, per_page))
 
 
 def _finding(finding_id: int) -> Finding:
-    finding = db_session().get(Finding, finding_id)
+    finding = db_session().get(Finding, finding_id) if finding_id <= MAX_ID else None
     if finding is None:
         raise Problem(404, f"There is no finding {finding_id}.")
     return finding
@@ -207,7 +203,7 @@ def update_finding(finding_id: int) -> Response:
 @bp.get("/trust_scores")
 @api_role("viewer")
 def list_trust_scores() -> Response:
-    return _paged_job("trust_scores", "api.list_trust_scores")
+    return _paged_job("trust_scores")
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -266,14 +262,18 @@ def get_rule(rule_id: str) -> Response:
 @bp.get("/runs")
 @api_role("viewer")
 def list_runs() -> Response:
-    return _paged_job("runs", "api.list_runs")
+    return _paged_job("runs")
 
 
 @bp.get("/runs/<int:run_id>")
 @api_role("viewer")
 def get_run(run_id: int) -> Response:
     job = _job("runs", {})
-    row = db_session().execute(job.statement.where(ImportRun.id == run_id)).first()
+    row = (
+        db_session().execute(job.statement.where(ImportRun.id == run_id)).first()
+        if run_id <= MAX_ID
+        else None
+    )
     if row is None:
         raise Problem(404, f"There is no import run {run_id}.")
     return jsonify({c: json_value(v) for c, v in zip(job.columns, row, strict=True)})
@@ -334,7 +334,7 @@ def revert_run(run_id: int) -> Response:
     from cbm.services.imports import RevertRefused
     from cbm.services.imports import revert_run as revert
 
-    if db_session().get(ImportRun, run_id) is None:
+    if run_id > MAX_ID or db_session().get(ImportRun, run_id) is None:
         raise Problem(404, f"There is no import run {run_id}.")
     try:
         revert(db_session(), run_id, actor())
@@ -376,7 +376,7 @@ def source_json(source: Source) -> dict[str, Any]:
 
 
 def _source(source_id: int) -> Source:
-    source = db_session().get(Source, source_id)
+    source = db_session().get(Source, source_id) if source_id <= MAX_ID else None
     if source is None:
         raise Problem(404, f"There is no source {source_id}.")
     return source
@@ -415,7 +415,7 @@ def list_sources() -> Response:
     stmt = select(Source).order_by(Source.name, Source.id)
     rows = session.scalars(stmt.limit(per_page).offset((page - 1) * per_page))
     items = [source_json(s) for s in rows]
-    return jsonify(page_body("api.list_sources", items, total, page, per_page))
+    return jsonify(page_body(items, total, page, per_page))
 
 
 @bp.get("/sources/<int:source_id>")
