@@ -180,3 +180,29 @@ def test_revert_as_a_named_admin(env, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "reverted:" in run(["runs", "show", "1"], env).stdout
     assert "by root" in run(["runs", "show", "1"], env).stdout
+
+
+def test_cbm_token_create_list_revoke(env, tmp_path) -> None:
+    """`cbm token`: the secret on stdout once, listed by prefix only, revoked by id."""
+    assert (
+        run(
+            ["user", "add", "tok", "--role", "analyst", "--password-stdin"],
+            env,
+            stdin="correct horse battery staple\n",
+        ).returncode
+        == 0
+    )
+    made = run(["token", "create", "tok", "--name", "nightly", "--scope", "viewer"], env)
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("cbm_") and "not shown again" in made.stderr
+    listed = run(["token", "list", "tok"], env)
+    assert secret[:12] in listed.stdout and secret not in listed.stdout
+    assert " viewer " in listed.stdout and "active" in listed.stdout
+    too_much = run(["token", "create", "tok", "--name", "x", "--scope", "admin"], env)
+    assert too_much.returncode != 0 and "cannot do more than its owner" in too_much.stderr
+    token_id = listed.stdout.splitlines()[1].split()[0]
+    assert run(["token", "revoke", token_id], env).returncode == 0
+    assert "revoked" in run(["token", "list"], env).stdout
+    again = run(["token", "revoke", token_id], env)
+    assert again.returncode != 0 and "already revoked" in again.stderr
