@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,7 +71,11 @@ class Instance:
         return self.engine.dialect.name
 
     def cbm(
-        self, *args: str, timeout: float = 60, extra: dict[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 60,
+        extra: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [*CBM, *args],
@@ -79,6 +84,7 @@ class Instance:
             text=True,
             timeout=timeout,
             check=False,
+            **kwargs,
         )
 
     def popen(self, *args: str, log: Path, **kwargs: Any) -> subprocess.Popen:
@@ -101,6 +107,19 @@ class Instance:
 
     def count(self, model: Any, *where: Any) -> int:
         return self.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def limit_file_size(max_bytes: int) -> Callable[[], None]:
+    """A ``preexec_fn``: files the child writes may not grow past ``max_bytes``, and a write
+    beyond it fails with EFBIG instead of killing the child (SIGXFSZ ignored) — the full
+    disk, without mounting anything (needs no privilege)."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return apply
 
 
 def migrate_template(env: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from conftest import PG_URL, REQUIRE_PG
 from factories import activity
 from fault_support import (
     Instance,
+    limit_file_size,
     migrate_template,
     pg_database,
     pg_instance,
@@ -200,3 +202,92 @@ def test_kill_9_mid_import_then_reimport_completes_once(instance: Instance, tmp_
     statuses = [s for (s,) in inst.rows(select(ImportRun.status).order_by(ImportRun.id))]
     assert statuses == ["interrupted"] * KILLS + ["succeeded", "succeeded"]
     assert inst.count(ImportRun, ImportRun.status == "running") == 0
+
+
+# --- 3. a full disk under cbm export and cbm backup --------------------------------------
+
+LIMIT = 64 * 1024  # bytes a file may reach in the export process (SQLite's -shm is 32 KiB)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def exported(sqlite_tpl: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    """An SQLite instance with 2,000 activities (an export of ~250 KB), checkpointed. The
+    tests only read it (and check that it stays so)."""
+    folder = tmp_path_factory.mktemp("faults-export")
+    with sqlite_instance(sqlite_tpl, folder / "i") as inst:
+        path = folder / "activities.csv"
+        path.write_bytes(csv_bytes([activity(n) for n in range(1, 2001)]))
+        done = inst.cbm("import", str(path))
+        assert done.returncode == 0, done.stdout + done.stderr
+        with inst.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        inst.engine.dispose()
+        yield inst
+
+
+def _full_disk(inst: Instance, *args: str) -> subprocess.CompletedProcess:
+    return inst.cbm(*args, preexec_fn=limit_file_size(LIMIT))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["export", "activities", "--manifest"], ["export", "activities", "--format", "xlsx"]],
+    ids=["csv", "xlsx"],
+)
+def test_export_to_a_full_disk_fails_cleanly(exported: Instance, tmp_path: Path, args):
+    inst = exported
+    database = inst.dir / "cbm.sqlite3"
+    before = _sha256(database)
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / f"activities.{'xlsx' if 'xlsx' in args else 'csv'}"
+    target.write_bytes(b"the previous export\n")
+    done = _full_disk(inst, *args, "-o", str(target))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"Error: cannot write {target}" in done.stderr, done.stderr
+    assert "File too large" in done.stderr, done.stderr
+    # The previous file is untouched, and nothing partial is left beside it.
+    assert target.read_bytes() == b"the previous export\n"
+    assert sorted(p.name for p in out.iterdir()) == [target.name]
+    # The database is untouched.
+    assert _sha256(database) == before
+    assert inst.count(Activity) == 2000
+    # With room, the same command works.
+    ok = inst.cbm(*args, "-o", str(target))
+    assert ok.returncode == 0, ok.stderr
+    assert target.stat().st_size > LIMIT
+
+
+def test_export_all_to_a_full_disk_leaves_no_partial_file(exported: Instance, tmp_path: Path):
+    inst = exported
+    folder = tmp_path / "all"
+    done = _full_disk(inst, "export", "all", "-o", str(folder))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Error: cannot write" in done.stderr, done.stderr
+    # Written under temporary names, renamed only when all are complete: nothing is left.
+    assert list(folder.iterdir()) == []
+    ok = inst.cbm("export", "all", "-o", str(folder))
+    assert ok.returncode == 0, ok.stderr
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
+    assert any(p.stat().st_size > LIMIT for p in folder.iterdir())
+
+
+def test_backup_to_a_full_disk_fails_cleanly(exported: Instance, tmp_path: Path):
+    inst = exported
+    database = inst.dir / "cbm.sqlite3"
+    before = _sha256(database)
+    target = tmp_path / "backups" / "cbm.sqlite3"
+    done = _full_disk(inst, "backup", "-o", str(target))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Error: backup failed" in done.stderr, done.stderr
+    assert list(target.parent.iterdir()) == []
+    assert _sha256(database) == before
+    ok = inst.cbm("backup", "-o", str(target))
+    assert ok.returncode == 0, ok.stderr
