@@ -13,9 +13,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import click
 from sqlalchemy import Engine
@@ -1379,6 +1379,25 @@ def _filter_failure(errors: dict[str, str]) -> NoReturn:
     fail("\n".join(lines), EXIT_USAGE)
 
 
+def _write_part(path: str, write: Callable[[IO[bytes]], Any]) -> Any:
+    """Write ``path.part`` with ``write(handle)`` and return its result; the caller renames
+    it into place. On any failure the partial file is removed; a failed write (a full disk,
+    a file size limit) ends the command with a message naming the file, and whatever had
+    the final name before is left as it was."""
+    import os
+
+    partial = f"{path}.part"
+    try:
+        with open(partial, "wb") as handle:
+            return write(handle)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        if isinstance(exc, OSError):
+            fail(f"cannot write {path}: {exc.strerror or exc}; nothing was written there")
+        raise
+
+
 def _run_export(
     ctx: Context,
     kind: str,
@@ -1411,7 +1430,6 @@ def _run_export(
     ctx.require_current_schema()
     given = {k: str(v) for k, v in filters.items() if v not in (None, "")}
     session = open_snapshot(make_session_factory(ctx.engine))
-    partial = f"{output}.part"
     try:
         try:
             job = build_job(session, kind, given)
@@ -1424,20 +1442,18 @@ def _run_export(
                 written = write_export(pieces, sys.stdout.buffer)
                 sys.stdout.flush()
             else:
-                with open(partial, "wb") as handle:
-                    written = write_export(pieces, handle)
-                os.replace(partial, output)
+                written = _write_part(output, lambda handle: write_export(pieces, handle))
+                os.replace(f"{output}.part", output)
         except XLSXCellError as exc:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(partial)
             fail(str(exc))
     finally:
         session.close()
     if output != "-":
         if with_manifest:
-            data = manifest(job, stamp, written, fmt, excel_safe=excel_safe)
-            with open(f"{output}.manifest.json", "w", encoding="utf-8") as handle:
-                handle.write(manifest_json(data))
+            text = manifest_json(manifest(job, stamp, written, fmt, excel_safe=excel_safe))
+            target = f"{output}.manifest.json"
+            _write_part(target, lambda handle: handle.write(text.encode("utf-8")))
+            os.replace(f"{target}.part", target)
         shown = f" ({job.filter_text})" if job.filter_text else ""
         click.echo(
             f"Wrote {stamp.rows:,} {kind} rows{shown} to {output} "
@@ -1637,14 +1653,13 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
         jobs = [build_job(session, kind, {}) for kind in contract.LOAD_ORDER]
         stamps = [take_stamp(session, job) for job in jobs]
         if fmt == "xlsx":
-            partial = f"{output}.part"
             try:
-                with open(partial, "wb") as handle:
-                    written = write_export(iter_xlsx(session, jobs), handle)
+                written = _write_part(
+                    output, lambda handle: write_export(iter_xlsx(session, jobs), handle)
+                )
             except XLSXCellError as exc:
-                os.remove(partial)
                 fail(str(exc))
-            os.replace(partial, output)
+            os.replace(f"{output}.part", output)
             info = {
                 "kind": "all",
                 "format": "xlsx",
@@ -1663,13 +1678,27 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
             folder = Path(output)
             folder.mkdir(parents=True, exist_ok=True)
             files = []
-            for job, stamp in zip(jobs, stamps, strict=True):
-                name = export_file_name(job.kind).removesuffix(".csv") + f".{fmt}"
-                with (folder / name).open("wb") as handle:
-                    written = write_export(iter_bytes(session, job, fmt), handle)
-                entry = one_manifest(job, stamp, written, fmt)
-                entry["file_name"] = name
-                files.append(entry)
+            # Every file is written under a temporary name first and renamed only once all
+            # are complete: a failure (a full disk) leaves the folder as it was.
+            written_parts: list[Path] = []
+            try:
+                for job, stamp in zip(jobs, stamps, strict=True):
+                    name = export_file_name(job.kind).removesuffix(".csv") + f".{fmt}"
+                    written = _write_part(
+                        str(folder / name),
+                        lambda handle, job=job: write_export(iter_bytes(session, job, fmt), handle),
+                    )
+                    written_parts.append(folder / name)
+                    entry = one_manifest(job, stamp, written, fmt)
+                    entry["file_name"] = name
+                    files.append(entry)
+            except BaseException:
+                for path in written_parts:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(f"{path}.part")
+                raise
+            for path in written_parts:
+                os.replace(f"{path}.part", path)
             info = {
                 "kind": "all",
                 "format": fmt,
@@ -1684,8 +1713,9 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
     finally:
         session.close()
     if manifest:
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+        _write_part(target, lambda handle: handle.write(text.encode("utf-8")))
+        os.replace(f"{target}.part", target)
     counts = ", ".join(
         f"{job.kind} {stamp.rows:,}" for job, stamp in zip(jobs, stamps, strict=True)
     )

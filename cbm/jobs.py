@@ -569,15 +569,19 @@ def lock_file(database: str, job_id: str) -> Path:
 
 
 def job_lock(session_factory: sessionmaker[Session], job_id: str) -> _Lock:
-    engine = factory_engine(session_factory)
+    return engine_lock(factory_engine(session_factory), job_id)
+
+
+def engine_lock(engine: Engine, name: str) -> _Lock:
+    """The lock called ``name`` for every process using ``engine``'s database (not taken)."""
     if engine.dialect.name == "postgresql":
-        return _PgAdvisoryLock(engine, job_id)
+        return _PgAdvisoryLock(engine, name)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if not database or database == ":memory:" or fcntl is None:
-            return _LocalLock(f"{id(engine)}:{job_id}")
-        return _FileLock(lock_file(database, job_id))
-    return _LocalLock(f"{engine.url}:{job_id}")  # pragma: no cover - other backends
+            return _LocalLock(f"{id(engine)}:{name}")
+        return _FileLock(lock_file(database, name))
+    return _LocalLock(f"{engine.url}:{name}")  # pragma: no cover - other backends
 
 
 # --- running a job --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cbm import contract
 from cbm.models import Activity, AuditEvent, ImportRejection, ImportRun, Notification
 from cbm.queries.records import record_history
-from cbm.services import imports
+from cbm.services import imports, run_liveness
 from cbm.services.imports import (
     INTERRUPTED,
     RevertRefused,
@@ -279,11 +279,15 @@ def test_a_killed_run_is_marked_interrupted_and_a_rerun_completes_it(
         run = s.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(1)).one()
         assert run.status == "running" and run.rows_inserted == 3
         run_id = run.id
-        assert mark_stale_runs(s) == 0  # its heartbeat is fresh
-        old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-        s.execute(update(ImportRun).where(ImportRun.id == run_id).values(heartbeat_at=old))
-        assert mark_stale_runs(s) == 1
-        s.commit()
+        alive = run_liveness.hold(factory, run_id)  # as if its process were still running
+        try:
+            assert mark_stale_runs(s) == 0  # its heartbeat is fresh, its lock is held
+            old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+            s.execute(update(ImportRun).where(ImportRun.id == run_id).values(heartbeat_at=old))
+            assert mark_stale_runs(s) == 1  # no sign of life for an hour: hung or gone
+            s.commit()
+        finally:
+            run_liveness.release(alive)
     run = get_run(factory, run_id)
     assert run.status == INTERRUPTED and run.finished_at is not None
     assert "the process was stopped or killed" in run.message
@@ -293,6 +297,28 @@ def test_a_killed_run_is_marked_interrupted_and_a_rerun_completes_it(
     assert (rerun.status, rerun.unchanged, rerun.inserted) == ("succeeded", 3, 3)
     with factory() as s:
         assert count(s, "activities") == 6
+
+
+def test_a_run_whose_process_is_gone_is_marked_at_once(factory, tmp_path, monkeypatch) -> None:
+    path = write_csv(tmp_path / "a.csv", "activities", rows("activities", 4))
+    real = imports._upsert_batch
+    calls = {"n": 0}
+
+    def exits(*args: Any, **kwargs: Any):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemExit("gone")  # the run is left "running", its lock released
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_upsert_batch", exits)
+    with pytest.raises(SystemExit):
+        do_import(factory, path, chunk_size=2)
+    with factory() as s:
+        run = s.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(1)).one()
+        assert run.status == "running"
+        assert mark_stale_runs(s) == 1  # its heartbeat is fresh, but nobody holds its lock
+        s.commit()
+    assert get_run(factory, run.id).status == INTERRUPTED
 
 
 def test_stale_runs_are_marked_at_the_start_of_each_run(factory, tmp_path) -> None:

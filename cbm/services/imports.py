@@ -28,7 +28,8 @@ rows stored, the bad rows listed; a name that fits the 20-character status colum
 ``rejected`` (nothing stored: every row was rejected, or, all or nothing, some row was);
 ``failed`` (the payload could not be read, or an unexpected error: the message says what,
 the failed batch was rolled back); ``interrupted`` (the process stopped: Ctrl+C, or set by
-:func:`mark_stale_runs` for a run whose heartbeat went stale because it was killed).
+:func:`mark_stale_runs` for a run whose process was killed: its liveness lock is free, see
+:mod:`cbm.services.run_liveness`, or its heartbeat went stale).
 
 Duplicates within one payload are rejected: within a batch by the validator, across
 batches here (a key seen in an earlier batch of the same payload is reported with the row
@@ -65,6 +66,7 @@ from cbm import contract
 from cbm.contract import ContractFile
 from cbm.db import session_scope, utcnow
 from cbm.models import AuditEvent, ImportRejection, ImportRun, User
+from cbm.services import run_liveness
 from cbm.services.bulk import bulk_insert, bulk_update_by_id
 from cbm.services.records import (
     AUDIT_COLUMNS,
@@ -269,7 +271,7 @@ def _failed_location(factory: sessionmaker[Session], opts: _Options, message: st
     """A location that yields no payload at all is still a run, so the failure is listed."""
     name = opts.location or "(unknown location)"
     importer_name = opts.importer if isinstance(opts.importer, str) else ""
-    run_id = _create_run(
+    run_id, _ = _create_run(
         factory,
         opts,
         location=name,
@@ -301,7 +303,9 @@ def _create_run(
     checksum: str | None,
     status: str = RUNNING,
     message: str | None = None,
-) -> int:
+) -> tuple[int, Any]:
+    """Create and commit the run's row; a running run's liveness lock is taken before the
+    commit (see :mod:`cbm.services.run_liveness`) and returned for the caller to release."""
     now = utcnow()
     with session_scope(factory) as session:
         run = ImportRun(
@@ -324,9 +328,14 @@ def _create_run(
         # Write first, then read: on SQLite a transaction that reads before it writes fails
         # at once ("database is locked") when another process committed in between.
         session.flush()
-        mark_stale_runs(session)
-        session.flush()
-        return run.id
+        lock = run_liveness.hold(factory, run.id) if status == RUNNING else None
+        try:
+            mark_stale_runs(session)
+            session.flush()
+        except BaseException:
+            run_liveness.release(lock)
+            raise
+        return run.id, lock
 
 
 def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Options) -> RunOutcome:
@@ -343,7 +352,7 @@ def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Opt
     except (OSError, ValueError) as exc:
         problem = problem or f"{payload.name}: cannot be read: {exc}"
     importer_name = imp.name if imp is not None else (opts.importer or "unknown")
-    run_id = _create_run(
+    run_id, lock = _create_run(
         factory,
         opts,
         location=where,
@@ -363,6 +372,22 @@ def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Opt
     if problem or imp is None:
         outcome.status, outcome.message = FAILED, problem
         return outcome
+    try:
+        return _run_payload(factory, imp, payload, opts, outcome)
+    finally:
+        # After the final status is committed (or could not be): from now on another
+        # process that finds this run still "running" knows its process is gone.
+        run_liveness.release(lock)
+
+
+def _run_payload(
+    factory: sessionmaker[Session],
+    imp: Importer,
+    payload: Payload,
+    opts: _Options,
+    outcome: RunOutcome,
+) -> RunOutcome:
+    run_id = outcome.run_id
     state = _RunState(run_id=run_id, outcome=outcome, payload=payload, opts=opts)
     state.report("start", 0)
     try:
@@ -807,40 +832,52 @@ def _finish(
 
 
 def mark_stale_runs(session: Session, older_than: dt.timedelta = STALE_AFTER) -> int:
-    """Mark ``running`` runs with no heartbeat for ``older_than`` as ``interrupted``.
+    """Mark ``running`` runs whose process is gone as ``interrupted``.
 
-    Their process was killed: batches committed before stay (their counts say how many
-    rows), and importing the same payload again completes it. Returns how many were marked.
+    A process is gone when nobody holds the run's liveness lock (it was killed or crashed:
+    known at once, see :mod:`cbm.services.run_liveness`) or when the run gave no heartbeat
+    for ``older_than``. Batches committed before stay (their counts say how many rows), and
+    importing the same payload again completes it. Returns how many were marked.
     """
     cutoff = utcnow() - older_than
-    stale = session.scalars(
-        select(ImportRun).where(
-            ImportRun.status == RUNNING,
-            or_(
-                ImportRun.heartbeat_at < cutoff,
-                ImportRun.heartbeat_at.is_(None) & (ImportRun.started_at < cutoff),
-            ),
-        )
+    running = session.execute(
+        select(
+            ImportRun.id,
+            ImportRun.heartbeat_at,
+            ImportRun.started_at,
+            ImportRun.all_or_nothing,
+            ImportRun.rows_read,
+        ).where(ImportRun.status == RUNNING)
     ).all()
-    for run in stale:
-        last = run.heartbeat_at or run.started_at
-        if run.all_or_nothing:
+    marked = 0
+    for run_id, heartbeat_at, started_at, all_or_nothing, rows_read in running:
+        last = heartbeat_at or started_at
+        if last >= cutoff and not run_liveness.is_abandoned(session, run_id):
+            continue
+        if all_or_nothing:
             kept = "all or nothing: nothing was stored"
-        elif run.rows_read:
+        elif rows_read:
             kept = (
-                f"the {run.rows_read:,} rows of its completed batches were stored; import "
+                f"the {rows_read:,} rows of its completed batches were stored; import "
                 "the same file again to complete it (stored rows come back unchanged)"
             )
         else:
             kept = "nothing was stored"
-        run.status = INTERRUPTED
-        run.finished_at = utcnow()
-        run.message = (
-            f"no sign of life since {last:%Y-%m-%d %H:%M:%S} UTC: the process was stopped "
-            f"or killed; {kept}"
-        )
+        # Only while still running: a run that finished meanwhile keeps its outcome.
+        marked += session.execute(
+            update(ImportRun)
+            .where(ImportRun.id == run_id, ImportRun.status == RUNNING)
+            .values(
+                status=INTERRUPTED,
+                finished_at=utcnow(),
+                message=(
+                    f"no sign of life since {last:%Y-%m-%d %H:%M:%S} UTC: the process was "
+                    f"stopped or killed; {kept}"
+                ),
+            )
+        ).rowcount
     session.flush()
-    return len(stale)
+    return marked
 
 
 # --------------------------------------------------------------------------------------
