@@ -705,8 +705,10 @@ def test_json_shapes_refused(doc, message):
     ],
 )
 def test_json_malformed_refused(raw, message):
-    with pytest.raises(ImportFormatError, match=message):
+    with pytest.raises(ImportFormatError, match=message) as caught:
         read(JSONImporter(), json_payload(raw))
+    # Found by tests/test_fuzz_importers.py: the NaN message did not name the file.
+    assert str(caught.value).startswith("activities.json"), caught.value
 
 
 def test_json_bom_accepted_and_size_limit():
