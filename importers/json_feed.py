@@ -162,7 +162,10 @@ class JSONImporter(Importer):
                         "values are text, numbers, true/false or null"
                     )
         if named is not None:
-            named = check_kind(named)
+            try:
+                named = check_kind(named)
+            except ImportFormatError as exc:
+                raise ImportFormatError(f"{payload.name}: its 'kind': {exc}") from None
             if kind is not None and kind != named:
                 raise ImportFormatError(
                     f"{payload.name} holds {named} (its 'kind'), not {kind} as asked"
