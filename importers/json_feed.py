@@ -59,8 +59,12 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _BadConstant(ValueError):
+    pass
+
+
 def _constant(name: str) -> Any:
-    raise ImportFormatError(f"{name} is not a value JSON allows")
+    raise _BadConstant(f"{name} is not a value JSON allows")
 
 
 def parse_json(payload: Payload, max_bytes: int) -> Any:
@@ -91,7 +95,7 @@ def parse_json(payload: Payload, max_bytes: int) -> Any:
         raise ImportFormatError(
             f"{payload.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
-    except _DuplicateKey as exc:
+    except (_DuplicateKey, _BadConstant) as exc:
         raise ImportFormatError(f"{payload.name}: {exc}") from None
     except RecursionError:
         raise ImportFormatError(f"{payload.name}: the JSON is nested too deeply") from None
@@ -158,7 +162,10 @@ class JSONImporter(Importer):
                         "values are text, numbers, true/false or null"
                     )
         if named is not None:
-            named = check_kind(named)
+            try:
+                named = check_kind(named)
+            except ImportFormatError as exc:
+                raise ImportFormatError(f"{payload.name}: its 'kind': {exc}") from None
             if kind is not None and kind != named:
                 raise ImportFormatError(
                     f"{payload.name} holds {named} (its 'kind'), not {kind} as asked"

@@ -34,6 +34,7 @@ expand entities or fetch anything).
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,7 +129,9 @@ class XLSXImporter(Importer):
                 raise ImportFormatError(
                     f"{name}: the workbook is damaged or truncated ({exc})"
                 ) from None
-            except (EOFError, OSError, NotImplementedError) as exc:
+            except (EOFError, OSError, NotImplementedError, zlib.error) as exc:
+                # zlib.error: a member's compressed bytes are damaged (not a zip problem
+                # zipfile itself reports).
                 raise ImportFormatError(
                     f"{name}: the workbook is damaged or truncated ({exc})"
                 ) from None

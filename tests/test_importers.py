@@ -593,6 +593,22 @@ def test_xlsx_truncated_damaged_or_not_a_workbook():
         read(XLSXImporter(), Payload("x.xlsx", content=plain_zip.getvalue()))
 
 
+def damaged_deflate(data: bytes) -> bytes:
+    """The zip with its first member's compressed bytes replaced by an invalid deflate
+    stream (0xFF: a final block of the reserved type), sizes and CRC left as they were."""
+    assert data[:4] == b"PK\x03\x04"
+    start = 30 + int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")
+    return data[:start] + b"\xff" * 8 + data[start + 8 :]
+
+
+def test_xlsx_damaged_compressed_member_is_a_format_error_not_a_crash():
+    """Found by tests/test_fuzz_importers.py: zlib.error escaped the container check and
+    the run failed with "unexpected error: error: Error -3 while decompressing data"."""
+    data = damaged_deflate(workbook_bytes(two_sheet_book))
+    with pytest.raises(ImportFormatError, match=r"^x\.xlsx: the workbook is damaged or trunc"):
+        read(XLSXImporter(), Payload("x.xlsx", content=data))
+
+
 # --------------------------------------------------------------------------------------
 # JSON
 # --------------------------------------------------------------------------------------
@@ -635,7 +651,10 @@ def test_json_tagged_object_and_api_page():
     assert [b.first_row_number for b in batches] == [1, 3, 5]
     with pytest.raises(ImportFormatError, match=r"holds activities \(its 'kind'\), not quotas"):
         read(JSONImporter(), json_payload(doc), kind="quotas")
-    with pytest.raises(ImportFormatError, match=r"unknown record kind 'things'"):
+    # Found by tests/test_fuzz_importers.py: the message did not name the file.
+    with pytest.raises(
+        ImportFormatError, match=r"^activities\.json: its 'kind': unknown record kind 'things'"
+    ):
         read(JSONImporter(), json_payload({"kind": "things", "records": []}))
 
 
@@ -689,8 +708,10 @@ def test_json_shapes_refused(doc, message):
     ],
 )
 def test_json_malformed_refused(raw, message):
-    with pytest.raises(ImportFormatError, match=message):
+    with pytest.raises(ImportFormatError, match=message) as caught:
         read(JSONImporter(), json_payload(raw))
+    # Found by tests/test_fuzz_importers.py: the NaN message did not name the file.
+    assert str(caught.value).startswith("activities.json"), caught.value
 
 
 def test_json_bom_accepted_and_size_limit():
