@@ -40,6 +40,7 @@ is a failed row and a log entry, never a dead scheduler thread.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import logging
@@ -58,6 +59,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cbm import logs
 from cbm.db import session_scope, utcnow
 from cbm.models import JobRun, Source
 
@@ -615,8 +617,10 @@ class _Heartbeat:
         self.ctx = ctx
         self.seconds = seconds
         self.stop_event = threading.Event()
+        # In the job's log context, so its warnings carry the job and the run.
+        context = contextvars.copy_context()
         self.thread = threading.Thread(
-            target=self._loop, name=f"heartbeat {ctx.job_id}", daemon=True
+            target=lambda: context.run(self._loop), name=f"heartbeat {ctx.job_id}", daemon=True
         )
 
     def _loop(self) -> None:
@@ -659,7 +663,18 @@ def run_job(
     Returns ``skipped`` (nothing recorded, logged at INFO) when the lock is held elsewhere.
     ``fn`` receives a :class:`JobContext` and returns a :class:`JobResult`, a message or
     ``None``; an exception becomes a ``failed`` run with the exception as its message.
+    Every line logged meanwhile carries ``job`` (and ``job_run_id`` once the run exists).
     """
+    with logs.log_context(job=job_id):
+        return _run_job(session_factory, job_id, fn, heartbeat_seconds)
+
+
+def _run_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    fn: JobFunction,
+    heartbeat_seconds: float,
+) -> JobOutcome:
     try:
         lock = job_lock(session_factory, job_id)
         acquired = lock.acquire()
@@ -714,6 +729,17 @@ def _run_locked(
         log.exception("job %s: could not record its run", job_id)
         return JobOutcome(job_id, "failed", _short(f"could not record the run: {exc}"))
 
+    with logs.log_context(job_run_id=run_id):
+        return _run_recorded(session_factory, job_id, fn, heartbeat_seconds, run_id)
+
+
+def _run_recorded(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    fn: JobFunction,
+    heartbeat_seconds: float,
+    run_id: int,
+) -> JobOutcome:
     ctx = JobContext(session_factory, job_id, run_id)
     try:
         with _Heartbeat(ctx, heartbeat_seconds):
