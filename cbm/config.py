@@ -66,6 +66,28 @@ def _parse_log_format(raw: str) -> str:
     return value
 
 
+def _parse_job_schedules(raw: str) -> tuple[tuple[str, str], ...]:
+    """``check:nightly=0 3 * * *; trust:recompute=every 6h`` → ((job, schedule), ...)."""
+    from cbm.jobs import FIXED_JOB_IDS, ScheduleError, normalize_schedule
+
+    pairs: dict[str, str] = {}
+    for item in raw.split(";"):
+        if not item.strip():
+            continue
+        job, sep, schedule = item.partition("=")
+        job = job.strip()
+        if not sep or job not in FIXED_JOB_IDS:
+            raise ValueError(
+                f"expected JOB=SCHEDULE pairs separated by ';' with JOB one of "
+                f"{', '.join(FIXED_JOB_IDS)} (got {item.strip()!r})"
+            )
+        try:
+            pairs[job] = normalize_schedule(schedule)
+        except ScheduleError as exc:
+            raise ValueError(f"{job}: {exc}") from None
+    return tuple(pairs.items())
+
+
 def _parse_database_url(raw: str) -> str:
     value = raw.strip()
     if not (value.startswith("sqlite") or value.startswith("postgresql")):
@@ -124,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CBM_LOG_LEVEL", _parse_log_level, "INFO", "Log level."),
     Setting(
+        "CBM_JOB_SCHEDULES",
+        _parse_job_schedules,
+        "",
+        "Other schedules for the fixed jobs, e.g. `check:nightly=0 3 * * *; "
+        "trust:recompute=every 6h` (UTC).",
+    ),
+    Setting(
         "CBM_LOG_FORMAT",
         _parse_log_format,
         "text",
@@ -179,6 +208,7 @@ class Settings:
     scheduler: bool = True
     log_level: str = "INFO"
     log_format: str = "text"
+    job_schedules: tuple[tuple[str, str], ...] = ()
     max_upload_mb: int = 50
     public_dashboards: bool = False
     ratelimit_storage: str = "memory://"
@@ -258,6 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "scheduler": raw["CBM_SCHEDULER"],
         "log_level": raw["CBM_LOG_LEVEL"],
         "log_format": raw["CBM_LOG_FORMAT"],
+        "job_schedules": raw["CBM_JOB_SCHEDULES"],
         "max_upload_mb": raw["CBM_MAX_UPLOAD_MB"],
         "public_dashboards": raw["CBM_PUBLIC_DASHBOARDS"],
         "ratelimit_storage": raw["CBM_RATELIMIT_STORAGE"],

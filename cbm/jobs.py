@@ -41,6 +41,7 @@ is a failed row and a log entry, never a dead scheduler thread.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -385,6 +386,26 @@ JOBS: dict[str, Job] = {
 
 IMPORT_PREFIX = "import:"
 AFTER_IMPORT = "check:after-import"
+#: The fixed jobs whose schedule ``CBM_JOB_SCHEDULES`` may change.
+FIXED_JOB_IDS = tuple(job_id for job_id, job in JOBS.items() if job.schedule)
+
+
+def fixed_jobs() -> dict[str, Job]:
+    """:data:`JOBS` with the schedules of ``CBM_JOB_SCHEDULES`` (read now, so the scheduler,
+    the CLI and the admin pages of one environment agree)."""
+    from cbm.config import read_setting
+
+    overrides = dict(read_setting("CBM_JOB_SCHEDULES"))
+    if not overrides:
+        return dict(JOBS)
+    return {
+        job_id: dataclasses.replace(
+            job, schedule=overrides[job_id], when=f"schedule {overrides[job_id]} (UTC)"
+        )
+        if job_id in overrides
+        else job
+        for job_id, job in JOBS.items()
+    }
 
 
 def import_job_id(source_name: str) -> str:
@@ -407,7 +428,7 @@ def import_job(source: Source) -> Job:
 
 def registry(session: Session, *, include_disabled: bool = False) -> dict[str, Job]:
     """Every job: the fixed ones and one import job per (enabled) source."""
-    jobs = dict(JOBS)
+    jobs = fixed_jobs()
     query = select(Source).order_by(Source.name)
     if not include_disabled:
         query = query.where(Source.enabled.is_(True))
@@ -420,7 +441,7 @@ def registry(session: Session, *, include_disabled: bool = False) -> dict[str, J
 def get_job(session: Session, job_id: str) -> Job | None:
     """A job of the registry by id (disabled sources' import jobs included)."""
     if job_id in JOBS:
-        return JOBS[job_id]
+        return fixed_jobs()[job_id]
     if job_id.startswith(IMPORT_PREFIX):
         source = session.scalar(select(Source).where(Source.name == job_id[len(IMPORT_PREFIX) :]))
         if source is not None:
