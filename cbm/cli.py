@@ -24,7 +24,8 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 import cbm
-from cbm.config import ConfigError, Settings, load_settings
+from cbm import logs
+from cbm.config import ConfigError, Settings, load_settings, read_setting
 from cbm.db import ensure_sqlite_dir, make_engine, make_session_factory, session_scope
 
 EXIT_ERROR = 1
@@ -56,7 +57,7 @@ class Context:
                 self._settings = load_settings()
             except ConfigError as exc:
                 fail(str(exc))
-            logging.getLogger().setLevel(self._settings.log_level)
+            logs.configure(self._settings.log_format, self._settings.log_level)
             if self._settings.log_level != "DEBUG":
                 # Keep the terminal for what the user asked: migrations and the scheduler's
                 # routine runs are logged at WARNING and above only.
@@ -115,7 +116,12 @@ def main(ctx: click.Context) -> None:
     lives in an SQLite file under instance/.
     """
     ctx.ensure_object(Context)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Until the settings are read (lazily): warnings only, in the chosen format if it parses.
+    try:
+        log_format = read_setting("CBM_LOG_FORMAT")
+    except ConfigError:
+        log_format = "text"  # the settings, once read, report the bad value
+    logs.configure(log_format, logging.WARNING)
 
 
 @main.command()

@@ -59,6 +59,35 @@ def _parse_log_level(raw: str) -> str:
     return value
 
 
+def _parse_log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("expected text or json")
+    return value
+
+
+def _parse_job_schedules(raw: str) -> tuple[tuple[str, str], ...]:
+    """``check:nightly=0 3 * * *; trust:recompute=every 6h`` → ((job, schedule), ...)."""
+    from cbm.jobs import FIXED_JOB_IDS, ScheduleError, normalize_schedule
+
+    pairs: dict[str, str] = {}
+    for item in raw.split(";"):
+        if not item.strip():
+            continue
+        job, sep, schedule = item.partition("=")
+        job = job.strip()
+        if not sep or job not in FIXED_JOB_IDS:
+            raise ValueError(
+                f"expected JOB=SCHEDULE pairs separated by ';' with JOB one of "
+                f"{', '.join(FIXED_JOB_IDS)} (got {item.strip()!r})"
+            )
+        try:
+            pairs[job] = normalize_schedule(schedule)
+        except ScheduleError as exc:
+            raise ValueError(f"{job}: {exc}") from None
+    return tuple(pairs.items())
+
+
 def _parse_database_url(raw: str) -> str:
     value = raw.strip()
     if not (value.startswith("sqlite") or value.startswith("postgresql")):
@@ -117,6 +146,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("CBM_LOG_LEVEL", _parse_log_level, "INFO", "Log level."),
     Setting(
+        "CBM_JOB_SCHEDULES",
+        _parse_job_schedules,
+        "",
+        "Other schedules for the fixed jobs, e.g. `check:nightly=0 3 * * *; "
+        "trust:recompute=every 6h` (UTC).",
+    ),
+    Setting(
+        "CBM_LOG_FORMAT",
+        _parse_log_format,
+        "text",
+        "`text` (one readable line per entry) or `json` (one JSON object per line).",
+    ),
+    Setting(
         "CBM_PUBLIC_DASHBOARDS",
         _parse_bool,
         "false",
@@ -165,6 +207,8 @@ class Settings:
     port: int = 5000
     scheduler: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    job_schedules: tuple[tuple[str, str], ...] = ()
     max_upload_mb: int = 50
     public_dashboards: bool = False
     ratelimit_storage: str = "memory://"
@@ -198,6 +242,24 @@ def _read(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def read_setting(name: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting, parsed (its default when unset), without the checks of the whole set:
+    for a process that only needs, say, the log format (gunicorn's master)."""
+    setting = next((s for s in SETTINGS if s.name == name), None)
+    if setting is None:
+        raise KeyError(name)
+    env = os.environ if environ is None else environ
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        raw = setting.default
+    if raw is None:
+        return None
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not valid: {exc}.") from None
+
+
 def _persistent_secret(instance_dir: Path) -> str:
     """Generate the secret key once for the embedded default and keep it in the instance."""
     path = instance_dir / "secret_key"
@@ -225,6 +287,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "port": raw["CBM_PORT"],
         "scheduler": raw["CBM_SCHEDULER"],
         "log_level": raw["CBM_LOG_LEVEL"],
+        "log_format": raw["CBM_LOG_FORMAT"],
+        "job_schedules": raw["CBM_JOB_SCHEDULES"],
         "max_upload_mb": raw["CBM_MAX_UPLOAD_MB"],
         "public_dashboards": raw["CBM_PUBLIC_DASHBOARDS"],
         "ratelimit_storage": raw["CBM_RATELIMIT_STORAGE"],

@@ -40,6 +40,8 @@ is a failed row and a log entry, never a dead scheduler thread.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -58,6 +60,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cbm import logs
 from cbm.db import session_scope, utcnow
 from cbm.models import JobRun, Source
 
@@ -383,6 +386,26 @@ JOBS: dict[str, Job] = {
 
 IMPORT_PREFIX = "import:"
 AFTER_IMPORT = "check:after-import"
+#: The fixed jobs whose schedule ``CBM_JOB_SCHEDULES`` may change.
+FIXED_JOB_IDS = tuple(job_id for job_id, job in JOBS.items() if job.schedule)
+
+
+def fixed_jobs() -> dict[str, Job]:
+    """:data:`JOBS` with the schedules of ``CBM_JOB_SCHEDULES`` (read now, so the scheduler,
+    the CLI and the admin pages of one environment agree)."""
+    from cbm.config import read_setting
+
+    overrides = dict(read_setting("CBM_JOB_SCHEDULES"))
+    if not overrides:
+        return dict(JOBS)
+    return {
+        job_id: dataclasses.replace(
+            job, schedule=overrides[job_id], when=f"schedule {overrides[job_id]} (UTC)"
+        )
+        if job_id in overrides
+        else job
+        for job_id, job in JOBS.items()
+    }
 
 
 def import_job_id(source_name: str) -> str:
@@ -405,7 +428,7 @@ def import_job(source: Source) -> Job:
 
 def registry(session: Session, *, include_disabled: bool = False) -> dict[str, Job]:
     """Every job: the fixed ones and one import job per (enabled) source."""
-    jobs = dict(JOBS)
+    jobs = fixed_jobs()
     query = select(Source).order_by(Source.name)
     if not include_disabled:
         query = query.where(Source.enabled.is_(True))
@@ -418,7 +441,7 @@ def registry(session: Session, *, include_disabled: bool = False) -> dict[str, J
 def get_job(session: Session, job_id: str) -> Job | None:
     """A job of the registry by id (disabled sources' import jobs included)."""
     if job_id in JOBS:
-        return JOBS[job_id]
+        return fixed_jobs()[job_id]
     if job_id.startswith(IMPORT_PREFIX):
         source = session.scalar(select(Source).where(Source.name == job_id[len(IMPORT_PREFIX) :]))
         if source is not None:
@@ -619,8 +642,10 @@ class _Heartbeat:
         self.ctx = ctx
         self.seconds = seconds
         self.stop_event = threading.Event()
+        # In the job's log context, so its warnings carry the job and the run.
+        context = contextvars.copy_context()
         self.thread = threading.Thread(
-            target=self._loop, name=f"heartbeat {ctx.job_id}", daemon=True
+            target=lambda: context.run(self._loop), name=f"heartbeat {ctx.job_id}", daemon=True
         )
 
     def _loop(self) -> None:
@@ -663,7 +688,18 @@ def run_job(
     Returns ``skipped`` (nothing recorded, logged at INFO) when the lock is held elsewhere.
     ``fn`` receives a :class:`JobContext` and returns a :class:`JobResult`, a message or
     ``None``; an exception becomes a ``failed`` run with the exception as its message.
+    Every line logged meanwhile carries ``job`` (and ``job_run_id`` once the run exists).
     """
+    with logs.log_context(job=job_id):
+        return _run_job(session_factory, job_id, fn, heartbeat_seconds)
+
+
+def _run_job(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    fn: JobFunction,
+    heartbeat_seconds: float,
+) -> JobOutcome:
     try:
         lock = job_lock(session_factory, job_id)
         acquired = lock.acquire()
@@ -718,6 +754,17 @@ def _run_locked(
         log.exception("job %s: could not record its run", job_id)
         return JobOutcome(job_id, "failed", _short(f"could not record the run: {exc}"))
 
+    with logs.log_context(job_run_id=run_id):
+        return _run_recorded(session_factory, job_id, fn, heartbeat_seconds, run_id)
+
+
+def _run_recorded(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    fn: JobFunction,
+    heartbeat_seconds: float,
+    run_id: int,
+) -> JobOutcome:
     ctx = JobContext(session_factory, job_id, run_id)
     try:
         with _Heartbeat(ctx, heartbeat_seconds):

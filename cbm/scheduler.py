@@ -51,8 +51,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cbm.db import session_scope, utcnow
 from cbm.jobs import (
     AFTER_IMPORT,
-    JOBS,
     ScheduleError,
+    fixed_jobs,
     import_job_id,
     parse_schedule,
     run_registered,
@@ -241,7 +241,7 @@ def build_scheduler(
         next_run_time=utcnow(),
         misfire_grace_time=HEARTBEAT_SECONDS,
     )
-    for job in JOBS.values():
+    for job in fixed_jobs().values():  # with CBM_JOB_SCHEDULES applied
         if job.schedule:
             runtime.add_registry_job(job.id, job.schedule)
     scheduler.add_job(

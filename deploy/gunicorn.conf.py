@@ -31,10 +31,13 @@ preload_app = False
 # Behind a proxy: trust X-Forwarded-* from it only (also set CBM_TRUSTED_PROXIES=1).
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
-# Logs go to stderr (journald under systemd, the platform's log under a Procfile).
+# Logs go to stderr (journald under systemd, the platform's log under a Procfile), in the
+# cbm format (CBM_LOG_FORMAT=text|json); every line of a request, the access line included,
+# carries its request id (the X-Request-ID response header).
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("CBM_LOG_LEVEL", "info").lower()
+logger_class = "cbm.web.gunicorn_logging.GunicornLogger"
 # client, user, request line, status, bytes, duration in ms, referrer, user agent.
 access_log_format = '%(h)s %(u)s "%(r)s" %(s)s %(B)s %(M)sms "%(f)s" "%(a)s"'
 proc_name = "cbm-web"

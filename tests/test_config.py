@@ -44,6 +44,10 @@ def test_production_requires_a_secret_key(tmp_path: Path) -> None:
         ("CBM_DATABASE_URL", "mysql://x/y", "sqlite:/// or postgresql"),
         ("CBM_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
         ("CBM_MAX_UPLOAD_MB", "-1", "CBM_MAX_UPLOAD_MB"),
+        ("CBM_LOG_FORMAT", "xml", "text or json"),
+        ("CBM_JOB_SCHEDULES", "check:after-import=every 5s", "JOB one of check:nightly"),
+        ("CBM_JOB_SCHEDULES", "check:nightly", "JOB=SCHEDULE"),
+        ("CBM_JOB_SCHEDULES", "trust:recompute=every 5q", "unknown unit"),
     ],
 )
 def test_a_malformed_setting_is_a_clear_error(
@@ -65,3 +69,20 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
     assert missing == []
+
+
+def test_job_schedules_replace_the_fixed_jobs_schedules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cbm.jobs import JOBS, fixed_jobs
+
+    raw = "check:nightly=0 3 * * *;  trust:recompute=every 3600s;"
+    s = load_settings({"CBM_JOB_SCHEDULES": raw, "CBM_INSTANCE_DIR": str(tmp_path)})
+    assert s.job_schedules == (("check:nightly", "0 3 * * *"), ("trust:recompute", "every 1h"))
+    monkeypatch.setenv("CBM_JOB_SCHEDULES", raw)
+    jobs = fixed_jobs()
+    assert jobs["check:nightly"].schedule == "0 3 * * *"
+    assert jobs["trust:recompute"].schedule == "every 1h"
+    assert jobs["check:after-import"] == JOBS["check:after-import"]
+    monkeypatch.delenv("CBM_JOB_SCHEDULES")
+    assert fixed_jobs() == JOBS

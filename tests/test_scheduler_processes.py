@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REQUIRE_PG
 from factories import activity
 from feed_server import Feed, csv_bytes
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -188,6 +189,8 @@ def two_schedulers_import_a_feed(env: dict[str, str], engine: Engine, logdir: Pa
 def throwaway_pg() -> Iterator[str]:
     url = os.environ.get("CBM_TEST_DATABASE_URL", "").strip()
     if not url:
+        if REQUIRE_PG:  # CI: a missing server is a failure, not a skip
+            pytest.fail("CBM_REQUIRE_POSTGRES is set but CBM_TEST_DATABASE_URL is empty")
         pytest.skip("PostgreSQL tests need CBM_TEST_DATABASE_URL")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]

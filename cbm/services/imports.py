@@ -62,7 +62,7 @@ import pandas as pd
 from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cbm import contract
+from cbm import contract, logs
 from cbm.contract import ContractFile
 from cbm.db import session_scope, utcnow
 from cbm.models import AuditEvent, ImportRejection, ImportRun, User
@@ -362,6 +362,21 @@ def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Opt
         status=FAILED if problem else RUNNING,
         message=problem,
     )
+    with logs.log_context(import_run_id=run_id):
+        return _run_payload(factory, payload, opts, imp, run_id, problem, importer_name, checksum)
+
+
+def _run_payload(
+    factory: sessionmaker[Session],
+    payload: Payload,
+    opts: _Options,
+    imp: Importer | None,
+    run_id: int,
+    problem: str | None,
+    importer_name: Any,
+    checksum: str | None,
+) -> RunOutcome:
+    """The import run ``run_id`` from its start to its outcome (lines carry its id)."""
     outcome = RunOutcome(
         run_id=run_id,
         name=payload.name,
@@ -409,6 +424,15 @@ def _run_payload(
         log.exception("import run %s failed", run_id)
         _fail(factory, state, f"unexpected error: {type(exc).__name__}: {exc}")
     state.report("end", 0)
+    log.info(
+        "import run %s %s: %s read, %s inserted, %s updated, %s rejected",
+        run_id,
+        outcome.status,
+        outcome.read,
+        outcome.inserted,
+        outcome.updated,
+        outcome.rejected,
+    )
     return outcome
 
 

@@ -20,6 +20,7 @@ from cbm.config import Settings, load_settings
 from cbm.web.auth import init_auth
 from cbm.web.database import db_session, get_engine, init_db, web_state
 from cbm.web.errors import init_errors
+from cbm.web.request_id import init_request_id
 
 __all__ = [
     "SECURITY_HEADERS",
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     settings = init_config(app, config)
     init_db(app, settings, config)
+    init_request_id(app)
     init_templates(app)
     init_auth(app)
     init_blueprints(app)
