@@ -363,7 +363,9 @@ def _import_payload(factory: sessionmaker[Session], payload: Payload, opts: _Opt
         message=problem,
     )
     with logs.log_context(import_run_id=run_id):
-        return _run_payload(factory, payload, opts, imp, run_id, problem, importer_name, checksum)
+        return _run_payload(
+            factory, payload, opts, imp, run_id, problem, importer_name, checksum, lock
+        )
 
 
 def _run_payload(
@@ -375,6 +377,7 @@ def _run_payload(
     problem: str | None,
     importer_name: Any,
     checksum: str | None,
+    lock: Any,
 ) -> RunOutcome:
     """The import run ``run_id`` from its start to its outcome (lines carry its id)."""
     outcome = RunOutcome(
@@ -388,14 +391,14 @@ def _run_payload(
         outcome.status, outcome.message = FAILED, problem
         return outcome
     try:
-        return _run_payload(factory, imp, payload, opts, outcome)
+        return _write_payload(factory, imp, payload, opts, outcome)
     finally:
         # After the final status is committed (or could not be): from now on another
         # process that finds this run still "running" knows its process is gone.
         run_liveness.release(lock)
 
 
-def _run_payload(
+def _write_payload(
     factory: sessionmaker[Session],
     imp: Importer,
     payload: Payload,
