@@ -619,3 +619,25 @@ def test_templates_have_no_inline_script_or_style() -> None:
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", content), path
         assert not re.search(r"<style\b|\sstyle\s*=", content), path
         assert not re.search(r"https?://", content), path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/records/activities/?q=a%00b",
+        "/records/notifications/a%00b",
+        "/admin/audit?actor=a%00b",
+        "/admin/audit?key=a%00b",
+        "/findings?q=a%00b",
+    ],
+)
+def test_a_nul_in_the_address_is_a_400_not_a_500_or_a_match_of_everything(
+    signed_in, path: str
+) -> None:
+    """Found by tests/test_hostile_input.py: on PostgreSQL a NUL in a filter or a record key
+    was a 500 (text parameters cannot hold one); on SQLite LIKE ended the pattern at the
+    NUL, so q=a%00b listed every record with a text ending in 'a'."""
+    client = signed_in("admin")
+    response = client.get(path)
+    assert response.status_code == 400, response.status_code
+    assert "NUL" in response.get_data(as_text=True)

@@ -173,6 +173,8 @@ def parse_filters(args: Mapping[str, str]) -> ParsedFilters:
     key = values["key"] or None
     if key and len(key) > MAX_KEY_LENGTH:
         errors["key"] = f"The key text is too long (at most {MAX_KEY_LENGTH} characters)."
+    elif key and "\x00" in key:  # LIKE on SQLite ends the pattern there (see queries.records)
+        errors["key"] = "The key text holds a NUL character; no key contains one."
     date_from = _parse_date(values["from"], "from", errors)
     date_to = _parse_date(values["to"], "to", errors)
     if date_from and date_to and date_from > date_to:

@@ -341,7 +341,11 @@ def parse_list_args(
         else:
             errors["kind"] = f"'{kind}' is not a {kcol or 'kind'} of {spec.title.lower()}"
     q = arg("q")
-    if q:
+    if "\x00" in q:
+        # SQLite's LIKE ends the pattern at a NUL ('a\0b' matched every value ending in
+        # 'a'), PostgreSQL refuses it; stored text never holds one (the validator refuses it).
+        errors["q"] = "the search text holds a NUL character; no record contains one"
+    elif q:
         params.q = q[:MAX_QUERY_LENGTH]
         if len(q) >= 3:  # not two-letter codes: "de" should not find every German record
             params.q_state = state_resolver(session).resolve(params.q)

@@ -204,6 +204,8 @@ class FindingFilters:
         if q:
             if len(q) > MAX_QUERY_LENGTH:
                 errors["q"] = f"a search has at most {MAX_QUERY_LENGTH} characters"
+            elif "\x00" in q:  # LIKE on SQLite ends the pattern there (see queries.records)
+                errors["q"] = "the search text holds a NUL character; no finding contains one"
             else:
                 values["q"] = q
         if errors:
