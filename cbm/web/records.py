@@ -92,7 +92,11 @@ def decode_key(text: str) -> list[str]:
     for raw in text.split(_SEPARATOR):
         if "~" in _ESCAPE.sub("", raw):
             raise ValueError(f"bad escape in key part {raw!r}")
-        parts.append(_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), raw))
+        part = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), raw)
+        if "\x00" in part:
+            # No stored key holds a NUL, and PostgreSQL refuses one as a parameter (a 500).
+            raise ValueError(f"key part {raw!r} holds a NUL character")
+        parts.append(part)
     return parts
 
 
