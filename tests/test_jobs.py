@@ -450,7 +450,6 @@ def test_a_scheduler_started_for_real_beats_and_runs_a_job(
     monkeypatch.setattr(
         jobs, "JOBS", {job_id: jobs.Job(job_id, "test", "every 1s", lambda ctx: "ticked")}
     )
-    monkeypatch.setattr(scheduler_module, "JOBS", jobs.JOBS)
     sched = scheduler_module.build_scheduler(real_factory, BackgroundScheduler)
     sched.start()
     try:
