@@ -158,7 +158,7 @@ def init_security(app: Flask) -> None:
         from flask import abort, request
 
         if "\x00" in request.path or any(
-            "\x00" in k or "\x00" in v
+            "\x00" in (k or "") or "\x00" in (v or "")
             for source in (request.args, request.form)
             for k, v in source.items(multi=True)
         ):
