@@ -169,14 +169,19 @@ def test_key_encoding_is_readable_for_plain_keys() -> None:
     assert encode_key(("new",)) == "~6Eew"  # not the address of the form
 
 
-@given(st.lists(st.text(max_size=12), min_size=1, max_size=5))
+#: Any text a stored key can hold: everything but NUL (the validator refuses control
+#: characters, and a key holding one is refused as no key: see the next test).
+KEY_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12)
+
+
+@given(st.lists(KEY_TEXT, min_size=1, max_size=5))
 def test_key_encoding_round_trips_any_text(parts: list[str]) -> None:
     encoded = encode_key(parts)
     assert decode_key(encoded) == parts
     assert "/" not in encoded and "," not in "".join(encoded.split(","))
 
 
-@pytest.mark.parametrize("bad", ["~ZZ", "a~", "~7e", "ab~2"])
+@pytest.mark.parametrize("bad", ["~ZZ", "a~", "~7e", "ab~2", "a~00b"])
 def test_malformed_keys_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         decode_key(bad)
