@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pytest
 from api_support import ACTIVITY, make_api_users, seed_records
@@ -338,6 +339,9 @@ def test_account_page_creates_and_revokes_a_token(client, make_user, session) ->
     make_user("analyst", "tok-owner")
     login(client, "tok-owner")
     page = client.get("/account").get_data(as_text=True)
+    # The tokens section is in the page once, and not in its <title>.
+    assert page.count('data-test="api-tokens"') == 1
+    assert re.search(r"<title>[^<]*Your account[^<]*</title>", page)
     created = client.post(
         "/account/tokens",
         data={
@@ -349,8 +353,6 @@ def test_account_page_creates_and_revokes_a_token(client, make_user, session) ->
     )
     html = created.get_data(as_text=True)
     assert created.status_code == 200 and 'data-test="new-token-value"' in html
-    import re
-
     secret = re.search(r'value="(cbm_[^"]+)"', html).group(1)
     api = client.get("/api/v1/rules", headers={"Authorization": f"Bearer {secret}"})
     assert api.status_code == 200

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from sqlalchemy import func, select
 
+from cbm import contract
 from cbm.models import Finding, ImportRun, Source
 from cbm.services import findings as findings_service
 from cbm.services import sources as sources_service
@@ -298,8 +299,6 @@ def create_run() -> Response:
         errors["file"] = "send the file to import as the multipart field 'file'"
     elif suffix not in UPLOAD_TYPES:
         errors["file"] = f"'{name}' is not a CSV, XLSX or JSON file (by its name)"
-    from cbm import contract
-
     if kind and kind not in contract.FILES:
         errors["kind"] = f"'{kind[:40]}' is not a kind of record"
     if errors:
