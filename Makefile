@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+# One test worker per CPU (pytest-xdist); `make test PYTEST_ARGS=` runs in one process.
+PYTEST_ARGS ?= -n auto --dist worksteal
 
 .PHONY: run test venv lint format clean help
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -41,13 +43,14 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path) -> None:
 @pytest.mark.postgres
 def test_downgrade_and_upgrade_on_postgresql(pg_server_url: str) -> None:
     # A separate database, so the shared test schema stays intact.
+    # Named per run, so that parallel test workers never share it.
+    name = f"cbm_cycle_{uuid.uuid4().hex[:10]}"
     admin = make_engine(pg_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS cbm_cycle_test"))
-        conn.execute(text("CREATE DATABASE cbm_cycle_test"))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     from sqlalchemy.engine import make_url
 
-    url = make_url(pg_server_url).set(database="cbm_cycle_test")
+    url = make_url(pg_server_url).set(database=name)
     engine = make_engine(url.render_as_string(hide_password=False))
     try:
         upgrade(engine)
@@ -58,5 +61,5 @@ def test_downgrade_and_upgrade_on_postgresql(pg_server_url: str) -> None:
     finally:
         engine.dispose()
         with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS cbm_cycle_test"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
