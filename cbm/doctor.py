@@ -200,6 +200,43 @@ def check_secret_key(p: Probe) -> Finding:
     return Finding(OK, "secret key", f"set ({origin})")
 
 
+def check_sign_in_limit(p: Probe) -> Finding:
+    """Where failed sign-ins are counted: one store for every web process, and reachable."""
+    storage = p.settings.ratelimit_storage.strip()
+    scheme = storage.split("://", 1)[0].lower()
+    title = "sign-in rate limit"
+    redis_fix = "set CBM_RATELIMIT_STORAGE=redis://127.0.0.1:6379 (a Redis every web host reaches)"
+    if scheme == "memory":
+        if p.settings.is_production:
+            return Finding(
+                WARNING,
+                title,
+                "CBM_RATELIMIT_STORAGE=memory:// counts failed sign-ins in each web process: "
+                "with N workers or hosts a guesser gets N times the limit",
+                redis_fix,
+            )
+        return Finding(OK, title, "counted in this process's memory (memory://)")
+    if scheme in {"redis", "rediss"}:
+        import redis
+
+        shown = _safe_url(storage)
+        client = redis.Redis.from_url(storage, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return Finding(
+                WARNING,
+                title,
+                f"Redis at {shown} does not answer ({exc}); until it does, each web process "
+                "counts failed sign-ins in its own memory",
+                "start Redis, or correct CBM_RATELIMIT_STORAGE",
+            )
+        finally:
+            client.close()
+        return Finding(OK, title, f"counted in Redis at {shown}")
+    return Finding(OK, title, f"counted in {scheme}:// (not checked by cbm doctor)")
+
+
 def _mode_problem(path: Path, wanted: int, what: str, *, strict: bool) -> Finding | None:
     """Others may write: always a problem. Others may only read: a problem when ``strict``
     (the secret key; the instance folder in production), else a warning (a developer's
@@ -379,6 +416,7 @@ CHECKS: list[Check] = [
     check_migrations,
     check_reference,
     check_secret_key,
+    check_sign_in_limit,
     check_permissions,
     check_sqlite_folder,
     check_scheduler,

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -178,6 +179,39 @@ def test_weak_secret_key_in_production(instance: Path) -> None:
     assert key.status == PROBLEM and "CBM_SECRET_KEY" in key.fix
 
 
+def test_sign_in_limit_storage(instance: Path) -> None:
+    def limit(**env: str) -> Finding:
+        settings = load_settings({"CBM_INSTANCE_DIR": str(instance), **env})
+        return _by_title(run_checks(settings), "sign-in rate limit")
+
+    assert limit().status == OK  # memory:// on a developer's machine
+    production = {"CBM_ENV": "production", "CBM_SECRET_KEY": "k" * 48}
+    per_process = limit(**production)
+    assert per_process.status == WARNING and "N times the limit" in per_process.detail
+    assert "CBM_RATELIMIT_STORAGE=redis://" in per_process.fix
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = limit(**production, CBM_RATELIMIT_STORAGE=f"redis://:hunter2@127.0.0.1:{closed}")
+    assert down.status == WARNING and "does not answer" in down.detail, down
+    assert "hunter2" not in down.detail
+
+
+def test_sign_in_limit_on_a_live_redis(instance: Path) -> None:
+    import redis
+
+    url = os.environ.get("CBM_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CBM_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"CBM_REQUIRE_REDIS is set but Redis at {url} is unusable: {exc}")
+        pytest.skip(f"Redis at {url} is unusable: {exc}")
+    settings = load_settings({"CBM_INSTANCE_DIR": str(instance), "CBM_RATELIMIT_STORAGE": url})
+    found = _by_title(run_checks(settings), "sign-in rate limit")
+    assert found.status == OK and "counted in Redis" in found.detail, found
+
+
 def test_scheduler_heartbeat_missing_or_stale(instance: Path) -> None:
     missing = _by_title(_checks(instance), "scheduler")
     assert missing.status == WARNING
@@ -261,6 +295,8 @@ def test_healthy_postgresql_deployment(throwaway_pg: str, tmp_path: Path) -> Non
         "CBM_INSTANCE_DIR": str(tmp_path / "instance"),
         "CBM_ENV": "production",
         "CBM_SECRET_KEY": "k" * 20 + uuid.uuid4().hex,
+        # As deploy/cbm.env.example: one counter of failed sign-ins for every web process.
+        "CBM_RATELIMIT_STORAGE": os.environ.get("CBM_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
     }
     out = run(["doctor", "--json"], env)
     assert out.returncode == 0, out.stdout + out.stderr
