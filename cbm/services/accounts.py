@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cbm.db import utcnow
-from cbm.models import AuditEvent, User
-from cbm.services.records import SYSTEM, Actor
+from cbm.models import User
+from cbm.services.records import SYSTEM, Actor, audit_event
 from cbm.vocab import ROLES
 
 MIN_PASSWORD_LENGTH = 12
@@ -49,18 +49,7 @@ def check_password_strength(password: str) -> None:
 
 
 def _audit(session: Session, actor: Actor, action: str, user: User, changes: dict) -> None:
-    session.add(
-        AuditEvent(
-            actor_type=actor.type,
-            user_id=actor.user_id,
-            run_id=actor.run_id,
-            action=action,
-            entity_type="users",
-            entity_id=user.id,
-            entity_key=user.username,
-            changes=changes,
-        )
-    )
+    audit_event(session, actor, action, "users", user.id, user.username, changes)
 
 
 def get_user(session: Session, username: str) -> User:

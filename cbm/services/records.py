@@ -84,6 +84,32 @@ class Actor:
 SYSTEM = Actor()
 
 
+def audit_event(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: int | None,
+    entity_key: str,
+    changes: Mapping[str, Any],
+) -> None:
+    """Add one audit event for a change made outside the contract records (accounts, API
+    tokens, sources): the same attribution as a record's, in the same log."""
+    session.add(
+        AuditEvent(
+            occurred_at=utcnow(),
+            actor_type=actor.type,
+            user_id=actor.user_id,
+            run_id=actor.run_id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            entity_key=entity_key,
+            changes=dict(changes),
+        )
+    )
+
+
 @dataclass
 class UpsertResult:
     """Counts and errors of one upsert call (the shape importers and forms report)."""

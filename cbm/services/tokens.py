@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cbm.db import utcnow
-from cbm.models import ApiToken, AuditEvent, User
+from cbm.models import ApiToken, User
 from cbm.services.accounts import AccountError, role_rank
-from cbm.services.records import SYSTEM, Actor
+from cbm.services.records import SYSTEM, Actor, audit_event
 from cbm.vocab import ROLES
 
 TOKEN_PREFIX = "cbm_"
@@ -54,19 +54,7 @@ def hash_token(secret: str) -> str:
 
 
 def _audit(session: Session, actor: Actor, action: str, token: ApiToken, changes: dict) -> None:
-    session.add(
-        AuditEvent(
-            occurred_at=utcnow(),
-            actor_type=actor.type,
-            user_id=actor.user_id,
-            run_id=actor.run_id,
-            action=action,
-            entity_type="api_tokens",
-            entity_id=token.id,
-            entity_key=token.prefix,
-            changes=changes,
-        )
-    )
+    audit_event(session, actor, action, "api_tokens", token.id, token.prefix, changes)
 
 
 def create_token(
