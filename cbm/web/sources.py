@@ -147,10 +147,20 @@ def _get_source_or_404(source_id: int) -> Source:
 
 @bp.get("/sources")
 @role_required("admin")
-def index() -> str:
+def index() -> tuple[str, int]:
+    """The sources by name, filtered by status, importer, kind and name (all in the URL,
+    and in the export behind Download)."""
+    from cbm.queries.sources import STATUSES, parse_source_filters, source_conditions
+
     session = db_session()
+    parsed = parse_source_filters(request.args)
     rows = []
-    for source in service.list_sources(session):
+    found: list[Source] = []
+    if parsed.ok:
+        found = list(
+            session.scalars(select(Source).where(*source_conditions(parsed)).order_by(Source.name))
+        )
+    for source in found:
         last_run = session.scalar(
             select(JobRun)
             .where(JobRun.job_id == import_job_id(source.name))
@@ -164,7 +174,29 @@ def index() -> str:
                 "last_run": last_run,
             }
         )
-    return render_template("sources/index.html", rows=rows)
+    total = session.scalar(select(func.count()).select_from(Source)) or 0
+    html = render_template(
+        "sources/index.html",
+        rows=rows,
+        total=total,
+        values=parsed.values,
+        errors=parsed.errors,
+        filtered=bool(parsed.active),
+        statuses=STATUSES,
+        importers=IMPORTERS,
+        kinds=_kinds(),
+        csv_url=url_for("sources.export", **parsed.active),
+    )
+    return html, (200 if parsed.ok else 400)
+
+
+@bp.get("/sources.csv")
+@role_required("admin")
+def export() -> Response:
+    """The sources with the page's filters, secrets redacted (``format=csv|xlsx|json``)."""
+    from cbm.web.exports import export_response
+
+    return export_response("sources", request.args)
 
 
 @bp.route("/sources/new", methods=["GET", "POST"])
