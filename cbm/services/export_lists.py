@@ -539,6 +539,10 @@ AUDIT_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: The audit entity type of import sources (:data:`cbm.services.sources.ENTITY_TYPE`).
+SOURCES_ENTITY = "sources"
+
+
 def _changes_text(value: Any) -> str:
     if value is None:
         return ""
@@ -585,7 +589,10 @@ def audit_job(session: Session, args: Mapping[str, str]) -> ExportJob:
         .order_by(ev.occurred_at.desc(), ev.id.desc())
     )
 
+    from cbm.services.redaction import redact
+
     def row(r: Any) -> list[str]:
+        changes = _changes_text(r.changes)
         return [
             str(r.id),
             _text(r.occurred_at),
@@ -597,7 +604,8 @@ def audit_job(session: Session, args: Mapping[str, str]) -> ExportJob:
             r.entity_type,
             _text(r.entity_id),
             r.entity_key,
-            _changes_text(r.changes),
+            # A source's location (before and after) may hold credentials.
+            redact(changes) if r.entity_type == SOURCES_ENTITY else changes,
             r.note or "",
         ]
 
