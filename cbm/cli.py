@@ -1320,9 +1320,10 @@ def export() -> None:
 
     One sub-command per contract file (activities, notifications, inspections,
     observation_flights, quotas, holdings, ceilings, reductions), plus all, runs, audit,
-    findings, trust_scores and sources. Each writes CSV (default), XLSX or JSON to a file
-    (-o) or standard output, deterministically: the same data and filters give the same bytes.
-    A filter value that cannot be used stops with exit code 2 and names the option.
+    findings, trust_scores, sources, users, rules, checks, deadlines and jobs. Each
+    writes CSV (default), XLSX or JSON to a file (-o) or standard output,
+    deterministically: the same data and filters give the same bytes. A filter value that
+    cannot be used stops with exit code 2 and names the option.
     """
 
 
@@ -1621,6 +1622,69 @@ def export_sources(
     """Write the import sources by name, with the filters of Admin → Sources; passwords and
     tokens in locations and error messages are written ***."""
     _run_export(ctx, "sources", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("users")
+@_export_options
+@click.option("--role", default=None, help="viewer, analyst or admin.")
+@click.option("--status", default=None, help="active or disabled.")
+@pass_ctx
+def export_users(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the accounts by username, with the filters of Admin → Users (no password
+    hashes, no tokens)."""
+    _run_export(ctx, "users", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("rules")
+@_export_options
+@click.option("--regime", default=None, help="VD, OST, CFE, GEMI or RED.")
+@pass_ctx
+def export_rules(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the rule catalogue by rule id, with its parameters and findings per status
+    (the Rules page)."""
+    _run_export(ctx, "rules", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("checks")
+@_export_options
+@click.option("--status", default=None, help="running, succeeded or failed.")
+@pass_ctx
+def export_checks(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the compliance check runs, newest first (the Checks page)."""
+    _run_export(ctx, "checks", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("deadlines")
+@_export_options
+@click.option("--from", "date_from", default=None, help="First day (YYYY-MM-DD; default today).")
+@click.option("--days", default=None, help="Days from it (1 to 366; default 60).")
+@click.option("--state", default=None, help="A State (code or name).")
+@pass_ctx
+def export_deadlines(
+    ctx: Context,
+    output: str,
+    fmt: str,
+    manifest: bool,
+    excel_safe: bool,
+    date_from: str | None,
+    **filters: str | None,
+) -> None:
+    """Write what is due in the window, by due time (the Deadlines page)."""
+    _run_export(ctx, "deadlines", {**filters, "from": date_from}, output, fmt, manifest, excel_safe)
+
+
+@export.command("jobs")
+@_export_options
+@pass_ctx
+def export_jobs(ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool) -> None:
+    """Write the scheduled jobs with their last run and recent failures (Admin → Jobs)."""
+    _run_export(ctx, "jobs", {}, output, fmt, manifest, excel_safe)
 
 
 @export.command("all")

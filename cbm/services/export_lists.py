@@ -66,7 +66,18 @@ from cbm.services.exports import (
 from cbm.services.imports import csv_cell
 
 #: The lists that are not contract files, besides the contract kinds.
-OTHER_KINDS = ("runs", "audit", "findings", "trust_scores", "sources")
+OTHER_KINDS = (
+    "runs",
+    "audit",
+    "findings",
+    "trust_scores",
+    "sources",
+    "users",
+    "rules",
+    "checks",
+    "deadlines",
+    "jobs",
+)
 FORMATS = ("csv", "xlsx", "json")
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -352,6 +363,9 @@ def build_job(session: Session, kind: str, args: Mapping[str, str]) -> ExportJob
         "trust_scores": trust_job,
         "sources": sources_job,
     }
+    from cbm.services.export_pages import BUILDERS
+
+    builders.update(BUILDERS)
     if kind not in builders:
         raise ValueError(f"there is no list {kind!r}; choose one of {', '.join(export_kinds())}")
     return builders[kind](session, args)
@@ -855,6 +869,7 @@ def describe_filters(kind: str) -> Sequence[str]:
     from cbm.queries import records as q
     from cbm.queries.runs import FILTER_ARGS as RUN_ARGS
     from cbm.queries.sources import FILTER_ARGS as SOURCE_ARGS
+    from cbm.services.export_pages import FILTERS as PAGE_FILTERS
 
     if kind in contract.FILES:
         return q.FILTER_ARGS
@@ -875,6 +890,7 @@ def describe_filters(kind: str) -> Sequence[str]:
         ),
         "trust_scores": TRUST_FILTERS,
         "sources": SOURCE_ARGS,
+        **PAGE_FILTERS,
     }[kind]
 
 
