@@ -26,6 +26,9 @@ contract file          ``<latest updated_at of the kind>;<records of the kind>``
 ``audit``              ``<highest audit event id>`` (the log is append-only)
 ``findings``           ``<highest finding event id>;<findings stored>``
 ``trust_scores``       ``<trust run id>`` (the run the scores come from)
+``sources``            ``<latest update or success>;<sources>``
+``users``, ``checks``  see :mod:`cbm.services.export_pages`; rules, deadlines and jobs
+                       (computed lists): a digest of their rows
 =====================  ================================================================
 
 An empty table's timestamp is ``-``. The stamp is about the whole list, not the filtered
