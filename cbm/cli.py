@@ -1320,9 +1320,10 @@ def export() -> None:
 
     One sub-command per contract file (activities, notifications, inspections,
     observation_flights, quotas, holdings, ceilings, reductions), plus all, runs, audit,
-    findings and trust_scores. Each writes CSV (default), XLSX or JSON to a file (-o) or
-    standard output, deterministically: the same data and filters give the same bytes.
-    A filter value that cannot be used stops with exit code 2 and names the option.
+    findings, trust_scores, sources, users, rules, checks, deadlines and jobs. Each
+    writes CSV (default), XLSX or JSON to a file (-o) or standard output,
+    deterministically: the same data and filters give the same bytes. A filter value that
+    cannot be used stops with exit code 2 and names the option.
     """
 
 
@@ -1608,6 +1609,84 @@ def export_trust_scores(
     _run_export(ctx, "trust_scores", filters, output, fmt, manifest, excel_safe)
 
 
+@export.command("sources")
+@_export_options
+@click.option("--status", default=None, help="enabled or disabled.")
+@click.option("--importer", default=None, help="auto, csv, xlsx or json.")
+@click.option("--kind", default=None, help="The kind of record the source imports.")
+@click.option("--q", default=None, help="Text in the source's name.")
+@pass_ctx
+def export_sources(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the import sources by name, with the filters of Admin → Sources; passwords and
+    tokens in locations and error messages are written ***."""
+    _run_export(ctx, "sources", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("users")
+@_export_options
+@click.option("--role", default=None, help="viewer, analyst or admin.")
+@click.option("--status", default=None, help="active or disabled.")
+@pass_ctx
+def export_users(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the accounts by username, with the filters of Admin → Users (no password
+    hashes, no tokens)."""
+    _run_export(ctx, "users", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("rules")
+@_export_options
+@click.option("--regime", default=None, help="VD, OST, CFE, GEMI or RED.")
+@pass_ctx
+def export_rules(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the rule catalogue by rule id, with its parameters and findings per status
+    (the Rules page)."""
+    _run_export(ctx, "rules", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("checks")
+@_export_options
+@click.option("--status", default=None, help="running, succeeded or failed.")
+@pass_ctx
+def export_checks(
+    ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool, **filters: str | None
+) -> None:
+    """Write the compliance check runs, newest first (the Checks page)."""
+    _run_export(ctx, "checks", filters, output, fmt, manifest, excel_safe)
+
+
+@export.command("deadlines")
+@_export_options
+@click.option("--from", "date_from", default=None, help="First day (YYYY-MM-DD; default today).")
+@click.option("--days", default=None, help="Days from it (1 to 366; default 60).")
+@click.option("--state", default=None, help="A State (code or name).")
+@pass_ctx
+def export_deadlines(
+    ctx: Context,
+    output: str,
+    fmt: str,
+    manifest: bool,
+    excel_safe: bool,
+    date_from: str | None,
+    **filters: str | None,
+) -> None:
+    """Write what is due in the window, by due time (the Deadlines page)."""
+    _run_export(ctx, "deadlines", {**filters, "from": date_from}, output, fmt, manifest, excel_safe)
+
+
+@export.command("jobs")
+@_export_options
+@pass_ctx
+def export_jobs(ctx: Context, output: str, fmt: str, manifest: bool, excel_safe: bool) -> None:
+    """Write the scheduled jobs with their last run and recent failures (Admin → Jobs)."""
+    _run_export(ctx, "jobs", {}, output, fmt, manifest, excel_safe)
+
+
 @export.command("all")
 @click.option(
     "-o",
@@ -1639,13 +1718,13 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
     import os
     from pathlib import Path
 
-    from cbm import contract
     from cbm.services.export_formats import XLSXCellError, iter_xlsx
     from cbm.services.export_lists import (
-        build_job,
         iter_bytes,
         open_snapshot,
         take_stamp,
+        workbook_jobs,
+        workbook_manifest,
         write_export,
     )
     from cbm.services.export_lists import (
@@ -1656,7 +1735,7 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
     ctx.require_current_schema()
     session = open_snapshot(make_session_factory(ctx.engine))
     try:
-        jobs = [build_job(session, kind, {}) for kind in contract.LOAD_ORDER]
+        jobs = workbook_jobs(session)
         stamps = [take_stamp(session, job) for job in jobs]
         if fmt == "xlsx":
             try:
@@ -1666,19 +1745,7 @@ def export_all(ctx: Context, output: str, fmt: str, manifest: bool) -> None:
             except XLSXCellError as exc:
                 fail(str(exc))
             os.replace(f"{output}.part", output)
-            info = {
-                "kind": "all",
-                "format": "xlsx",
-                "file_name": Path(output).name,
-                "generated_at": stamps[0].generated_text,
-                "sheets": {job.kind: stamp.rows for job, stamp in zip(jobs, stamps, strict=True)},
-                "rows": sum(stamp.rows for stamp in stamps),
-                "data_version": {
-                    job.kind: stamp.data_version for job, stamp in zip(jobs, stamps, strict=True)
-                },
-                "bytes": written.size,
-                "sha256": written.sha256,
-            }
+            info = workbook_manifest(jobs, stamps, written, Path(output).name)
             target = f"{output}.manifest.json"
         else:
             folder = Path(output)

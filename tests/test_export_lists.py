@@ -451,7 +451,8 @@ def test_cli_export_refuses_a_bad_filter_with_exit_2(
 
 def test_cli_export_every_kind_and_list(cli_db: dict[str, Any], tmp_path: Path) -> None:
     env = cli_db["env"]
-    for kind in [*contract.FILES, "runs", "audit", "findings", "trust_scores"]:
+    others = ["runs", "audit", "findings", "trust_scores", "sources", "users", "rules"]
+    for kind in [*contract.FILES, *others, "checks", "deadlines", "jobs"]:
         out = cbm(["export", kind, "-o", str(tmp_path / f"{kind}.csv")], env, text=True)
         assert out.returncode == 0, (kind, out.stderr)
         assert (tmp_path / f"{kind}.csv").read_bytes().endswith(b"\r\n")
@@ -525,6 +526,9 @@ def test_the_page_download_equals_the_cli_output(cli_db: dict[str, Any], tmp_pat
         ("/records/activities.csv?state=DEU&q=Ex", ["activities", "--state", "DEU", "--q", "Ex"]),
         ("/records/holdings.csv?kind=personnel", ["holdings", "--kind", "personnel"]),
         ("/runs/export.csv?kind=notifications", ["runs", "--kind", "notifications"]),
+        ("/rules.csv?regime=OST&format=json", ["rules", "--regime", "OST", "--format", "json"]),
+        ("/deadlines.csv?from=2024-01-01&days=366",
+         ["deadlines", "--from", "2024-01-01", "--days", "366"]),
     ):  # fmt: skip
         web = client.get(page)
         assert web.status_code == 200, page

@@ -25,8 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -144,6 +145,47 @@ class Deadline:
 
 class DeadlineError(ValueError):
     """A window that cannot be listed (days out of range)."""
+
+
+def parse_window(
+    session: Session, args: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The window of the Deadlines page, its export and calendar feed, from query-string
+    values: ``from`` (default today, UTC), ``days`` (1..366, default 60) and ``state`` (a
+    code or name). Returns the values and, per argument, what was wrong."""
+    from cbm.services.records import state_resolver
+
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {
+        "start": dt.datetime.now(dt.UTC).date(),
+        "days": DEFAULT_DAYS,
+        "state": None,
+    }
+    raw_from = (args.get("from") or "").strip()
+    if raw_from:
+        try:
+            if len(raw_from) != 10:
+                raise ValueError
+            values["start"] = dt.date.fromisoformat(raw_from)
+        except ValueError:
+            errors["from"] = f"'{raw_from[:40]}' is not a date (YYYY-MM-DD)"
+    raw_days = (args.get("days") or "").strip()
+    if raw_days:
+        if raw_days.isdigit() and 1 <= int(raw_days) <= MAX_DAYS:
+            values["days"] = int(raw_days)
+        else:
+            errors["days"] = f"'{raw_days[:20]}' is not a number of days from 1 to {MAX_DAYS}"
+    raw_state = " ".join((args.get("state") or "").split())
+    if raw_state:
+        code = state_resolver(session).resolve(raw_state)
+        if code:
+            values["state"] = code
+        else:
+            errors["state"] = (
+                f"'{raw_state[:60]}' is not a State we know; use an ISO 3166 alpha-3 code "
+                "(DEU) or a name (Germany)"
+            )
+    return values, errors
 
 
 def end_of_day(day: dt.date) -> dt.datetime:

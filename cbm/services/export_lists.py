@@ -26,6 +26,9 @@ contract file          ``<latest updated_at of the kind>;<records of the kind>``
 ``audit``              ``<highest audit event id>`` (the log is append-only)
 ``findings``           ``<highest finding event id>;<findings stored>``
 ``trust_scores``       ``<trust run id>`` (the run the scores come from)
+``sources``            ``<latest update or success>;<sources>``
+``users``, ``checks``  see :mod:`cbm.services.export_pages`; rules, deadlines and jobs
+                       (computed lists): a digest of their rows
 =====================  ================================================================
 
 An empty table's timestamp is ``-``. The stamp is about the whole list, not the filtered
@@ -66,7 +69,18 @@ from cbm.services.exports import (
 from cbm.services.imports import csv_cell
 
 #: The lists that are not contract files, besides the contract kinds.
-OTHER_KINDS = ("runs", "audit", "findings", "trust_scores")
+OTHER_KINDS = (
+    "runs",
+    "audit",
+    "findings",
+    "trust_scores",
+    "sources",
+    "users",
+    "rules",
+    "checks",
+    "deadlines",
+    "jobs",
+)
 FORMATS = ("csv", "xlsx", "json")
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -277,6 +291,55 @@ def manifest(
     }
 
 
+#: The file name of the workbook of every contract sheet, when it is downloaded.
+WORKBOOK_NAME = "cbm-all.xlsx"
+
+
+def workbook_jobs(session: Session) -> list[ExportJob]:
+    """Every contract file, unfiltered, in load order: the sheets of the workbook that
+    ``cbm export all --format xlsx`` writes and ``cbm import FILE.xlsx`` reads back."""
+    return [build_job(session, kind, {}) for kind in contract.LOAD_ORDER]
+
+
+def workbook_headers(
+    jobs: list[ExportJob], stamps: list[Stamp], name: str, *, excel_safe: bool = False
+) -> dict[str, str]:
+    """The headers of a workbook of several lists: the kinds, the rows of all sheets, and
+    each sheet's data version (``kind=version;…``)."""
+    return {
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Cache-Control": "no-store",
+        "X-Export-Kind": "all",
+        "X-Export-Sheets": ",".join(job.kind for job in jobs),
+        "X-Export-Filter": "",
+        "X-Export-Generated-At": stamps[0].generated_text if stamps else "",
+        "X-Export-Rows": str(sum(stamp.rows for stamp in stamps)),
+        "X-Export-Data-Version": ",".join(
+            f"{job.kind}={stamp.data_version}" for job, stamp in zip(jobs, stamps, strict=True)
+        ),
+        "X-Export-Excel-Safe": "true" if excel_safe else "false",
+    }
+
+
+def workbook_manifest(
+    jobs: list[ExportJob], stamps: list[Stamp], written: Written, name: str
+) -> dict[str, Any]:
+    """The manifest of a workbook, as ``cbm export all --format xlsx --manifest`` writes it."""
+    return {
+        "kind": "all",
+        "format": "xlsx",
+        "file_name": name,
+        "generated_at": stamps[0].generated_text if stamps else "",
+        "sheets": {job.kind: stamp.rows for job, stamp in zip(jobs, stamps, strict=True)},
+        "rows": sum(stamp.rows for stamp in stamps),
+        "data_version": {
+            job.kind: stamp.data_version for job, stamp in zip(jobs, stamps, strict=True)
+        },
+        "bytes": written.size,
+        "sha256": written.sha256,
+    }
+
+
 def manifest_json(data: Mapping[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -301,7 +364,11 @@ def build_job(session: Session, kind: str, args: Mapping[str, str]) -> ExportJob
         "audit": audit_job,
         "findings": findings_job,
         "trust_scores": trust_job,
+        "sources": sources_job,
     }
+    from cbm.services.export_pages import BUILDERS
+
+    builders.update(BUILDERS)
     if kind not in builders:
         raise ValueError(f"there is no list {kind!r}; choose one of {', '.join(export_kinds())}")
     return builders[kind](session, args)
@@ -441,8 +508,16 @@ def runs_job(session: Session, args: Mapping[str, str]) -> ExportJob:
         .order_by(r.id.desc())
     )
 
+    from cbm.services.redaction import redact
+
+    def row(values: Any) -> list[str]:
+        cells = [_text(v) for v in values]
+        # A run's location and message may quote a source URL with its credentials.
+        cells[2], cells[17] = redact(cells[2]), redact(cells[17])
+        return cells
+
     def rows(s: Session, chunk_size: int) -> Chunks:
-        return _chunks(s, stmt, chunk_size, lambda row: [_text(v) for v in row])
+        return _chunks(s, stmt, chunk_size, row)
 
     def count(s: Session) -> int:
         return s.scalar(select(func.count()).select_from(r).where(*where)) or 0
@@ -479,6 +554,10 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "changes",
     "note",
 )
+
+
+#: The audit entity type of import sources (:data:`cbm.services.sources.ENTITY_TYPE`).
+SOURCES_ENTITY = "sources"
 
 
 def _changes_text(value: Any) -> str:
@@ -527,7 +606,10 @@ def audit_job(session: Session, args: Mapping[str, str]) -> ExportJob:
         .order_by(ev.occurred_at.desc(), ev.id.desc())
     )
 
+    from cbm.services.redaction import redact
+
     def row(r: Any) -> list[str]:
+        changes = _changes_text(r.changes)
         return [
             str(r.id),
             _text(r.occurred_at),
@@ -539,7 +621,8 @@ def audit_job(session: Session, args: Mapping[str, str]) -> ExportJob:
             r.entity_type,
             _text(r.entity_id),
             r.entity_key,
-            _changes_text(r.changes),
+            # A source's location (before and after) may hold credentials.
+            redact(changes) if r.entity_type == SOURCES_ENTITY else changes,
             r.note or "",
         ]
 
@@ -704,10 +787,92 @@ def trust_job(session: Session, args: Mapping[str, str]) -> ExportJob:
     return ExportJob("trust_scores", filters, TRUST_COLUMNS, rows, count, version, statement=stmt)
 
 
+# -- import sources --------------------------------------------------------------------
+
+SOURCE_COLUMNS: tuple[str, ...] = (
+    "name",
+    "status",
+    "importer",
+    "kind",
+    "location",
+    "schedule",
+    "all_or_nothing",
+    "created_at",
+    "updated_at",
+    "last_success_at",
+    "last_error",
+)
+
+
+def sources_job(session: Session, args: Mapping[str, str]) -> ExportJob:
+    """Import sources with the Sources page's filters (status, importer, kind, q), by name.
+    Secrets in a location or an error message (a URL's password, ``token=`` and the like,
+    auth header values) are written ``***`` (:func:`cbm.services.redaction.redact`): the
+    file travels, the credentials must not."""
+    from cbm.models import Source
+    from cbm.queries.sources import parse_source_filters, source_conditions
+    from cbm.services.redaction import redact
+
+    parsed = parse_source_filters(args)
+    if parsed.errors:
+        raise ExportFilterError(parsed.errors)
+    where = source_conditions(parsed)
+    so = Source
+    stmt = (
+        select(
+            so.name,
+            so.enabled,
+            so.importer,
+            so.kind,
+            so.location,
+            so.schedule,
+            so.all_or_nothing,
+            so.created_at,
+            so.updated_at,
+            so.last_success_at,
+            so.last_error,
+        )
+        .where(*where)
+        .order_by(so.name)
+    )
+
+    def row(r: Any) -> list[str]:
+        return [
+            r.name,
+            "enabled" if r.enabled else "disabled",
+            r.importer,
+            r.kind or "",
+            redact(r.location),
+            r.schedule or "",
+            _text(r.all_or_nothing),
+            _text(r.created_at),
+            _text(r.updated_at),
+            _text(r.last_success_at),
+            redact(r.last_error),
+        ]
+
+    def rows(s: Session, chunk_size: int) -> Chunks:
+        return _chunks(s, stmt, chunk_size, row)
+
+    def count(s: Session) -> int:
+        return s.scalar(select(func.count()).select_from(so).where(*where)) or 0
+
+    def version(s: Session) -> str:
+        updated, success, n = s.execute(
+            select(func.max(so.updated_at), func.max(so.last_success_at), func.count())
+        ).one()
+        known = [t for t in (updated, success) if t is not None]
+        return f"{_latest(max(known) if known else None)};{n}"
+
+    return ExportJob("sources", parsed.active, SOURCE_COLUMNS, rows, count, version)
+
+
 def describe_filters(kind: str) -> Sequence[str]:
     """The filter names of a list (for help texts)."""
     from cbm.queries import records as q
     from cbm.queries.runs import FILTER_ARGS as RUN_ARGS
+    from cbm.queries.sources import FILTER_ARGS as SOURCE_ARGS
+    from cbm.services.export_pages import FILTERS as PAGE_FILTERS
 
     if kind in contract.FILES:
         return q.FILTER_ARGS
@@ -727,6 +892,8 @@ def describe_filters(kind: str) -> Sequence[str]:
             "q",
         ),
         "trust_scores": TRUST_FILTERS,
+        "sources": SOURCE_ARGS,
+        **PAGE_FILTERS,
     }[kind]
 
 
@@ -744,5 +911,8 @@ __all__ = [
     "manifest",
     "open_snapshot",
     "take_stamp",
+    "workbook_headers",
+    "workbook_jobs",
+    "workbook_manifest",
     "write_export",
 ]

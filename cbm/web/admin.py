@@ -79,9 +79,36 @@ def index() -> Response:
 
 @bp.get("/users")
 @role_required("admin")
-def users() -> str:
-    accounts = db_session().scalars(select(User).order_by(User.username)).all()
-    return render_template("admin/users.html", users=accounts)
+def users() -> tuple[str, int]:
+    """The accounts by username, filtered by role and status (in the URL and the export)."""
+    from cbm.queries.choices import USER_FILTERS, parse_choices
+    from cbm.services.export_pages import user_conditions
+
+    parsed = parse_choices(request.args, USER_FILTERS)
+    accounts: list[User] = []
+    if parsed.ok:
+        accounts = list(
+            db_session().scalars(
+                select(User).where(*user_conditions(parsed.active)).order_by(User.username)
+            )
+        )
+    html = render_template(
+        "admin/users.html",
+        users=accounts,
+        values=parsed.values,
+        errors=parsed.errors,
+        choices=USER_FILTERS,
+        filtered=bool(parsed.active),
+        csv_url=url_for("admin.users_csv", **parsed.active),
+    )
+    return html, (200 if parsed.ok else 400)
+
+
+@bp.get("/users.csv")
+@role_required("admin")
+def users_csv() -> Response:
+    """The accounts with the page's filters (no password hashes, no tokens)."""
+    return export_response("users", request.args)
 
 
 @bp.route("/users/new", methods=["GET", "POST"])

@@ -215,12 +215,16 @@ def _common() -> dict[str, Any]:
 
 
 @rules_bp.get("/rules", endpoint="index")
-def rules_index() -> str:
-    """Every rule grouped by regime, with its parameters and finding counts per status."""
+def rules_index() -> tuple[str, int]:
+    """Every rule (of ``regime``) grouped by regime, with its parameters and finding counts
+    per status."""
     from cbm.compliance.registry import STATUSES
+    from cbm.queries.choices import parse_choices, rule_filters
+    from cbm.services.export_pages import rule_rows
 
     session = db_session()
-    rules = _registry()
+    parsed = parse_choices(request.args, rule_filters())
+    rules = {r.id: r for r in rule_rows(session, parsed.active.get("regime"))} if parsed.ok else {}
     counts = svc.count_by(session, FindingFilters(), Finding.rule_id, Finding.status)
     groups: dict[str, list[Any]] = {}
     for r in rules.values():
@@ -234,8 +238,20 @@ def rules_index() -> str:
         counts=counts,
         statuses=STATUSES,
         total_rules=len(rules),
+        values=parsed.values,
+        errors=parsed.errors,
+        regimes=rule_filters()["regime"],
+        csv_url=url_for("rules.csv", **parsed.active),
         **_common(),
-    )
+    ), (200 if parsed.ok else 400)
+
+
+@rules_bp.get("/rules.csv", endpoint="csv")
+def rules_csv() -> Response:
+    """The rule catalogue with the page's filter (``format=csv|xlsx|json``)."""
+    from cbm.web.exports import export_response
+
+    return export_response("rules", request.args)
 
 
 def _coverage_for(session: Session, rule_id: str) -> tuple[CheckRun | None, dict | None]:
@@ -557,10 +573,16 @@ def reopen(finding_id: int) -> Any:
 @checks_bp.get("/checks", endpoint="index")
 def checks_index() -> tuple[str, int]:
     """Every check run, newest first."""
+    from cbm.queries.choices import CHECK_FILTERS, parse_choices
+    from cbm.services.export_pages import check_conditions
+
     session = db_session()
     errors: dict[str, str] = {}
     page = _page_arg(errors, request.args.get("page"))
-    total = session.scalar(select(func.count()).select_from(CheckRun)) or 0
+    parsed = parse_choices(request.args, CHECK_FILTERS)
+    errors.update(parsed.errors)
+    where = check_conditions(parsed.active)
+    total = session.scalar(select(func.count()).select_from(CheckRun).where(*where)) or 0
     pages = max(1, math.ceil(total / CHECKS_PER_PAGE))
     status = 200
     runs: list[CheckRun] = []
@@ -573,6 +595,7 @@ def checks_index() -> tuple[str, int]:
         runs = list(
             session.scalars(
                 select(CheckRun)
+                .where(*where)
                 .order_by(CheckRun.id.desc())
                 .limit(CHECKS_PER_PAGE)
                 .offset((page - 1) * CHECKS_PER_PAGE)
@@ -587,11 +610,22 @@ def checks_index() -> tuple[str, int]:
             pages=pages,
             errors=errors,
             names=_usernames(session, {r.user_id for r in runs}),
-            page_url=lambda n: url_for("checks.index", page=n),
+            page_url=lambda n: url_for("checks.index", **parsed.active, page=n),
+            values=parsed.values,
+            statuses=CHECK_FILTERS["status"],
+            csv_url=url_for("checks.csv", **parsed.active),
             **_common(),
         ),
         status,
     )
+
+
+@checks_bp.get("/checks.csv", endpoint="csv")
+def checks_csv() -> Response:
+    """The check runs with the page's filter, newest first (``format=csv|xlsx|json``)."""
+    from cbm.web.exports import export_response
+
+    return export_response("checks", request.args)
 
 
 @checks_bp.get("/checks/<int:check_id>")
@@ -648,40 +682,8 @@ def run_now() -> Response:
 
 
 def _deadline_args(session: Session, args: Mapping[str, str]) -> tuple[dict[str, Any], dict]:
-    """``from`` (default today, UTC), ``days`` (1..366, default 60) and ``state``."""
-    from cbm.services.records import state_resolver
-
-    errors: dict[str, str] = {}
-    values: dict[str, Any] = {
-        "start": dt.datetime.now(dt.UTC).date(),
-        "days": dl.DEFAULT_DAYS,
-        "state": None,
-    }
-    raw_from = (args.get("from") or "").strip()
-    if raw_from:
-        try:
-            if len(raw_from) != 10:
-                raise ValueError
-            values["start"] = dt.date.fromisoformat(raw_from)
-        except ValueError:
-            errors["from"] = f"'{raw_from[:40]}' is not a date (YYYY-MM-DD)"
-    raw_days = (args.get("days") or "").strip()
-    if raw_days:
-        if raw_days.isdigit() and 1 <= int(raw_days) <= dl.MAX_DAYS:
-            values["days"] = int(raw_days)
-        else:
-            errors["days"] = f"'{raw_days[:20]}' is not a number of days from 1 to {dl.MAX_DAYS}"
-    raw_state = " ".join((args.get("state") or "").split())
-    if raw_state:
-        code = state_resolver(session).resolve(raw_state)
-        if code:
-            values["state"] = code
-        else:
-            errors["state"] = (
-                f"'{raw_state[:60]}' is not a State we know; use an ISO 3166 alpha-3 code "
-                "(DEU) or a name (Germany)"
-            )
-    return values, errors
+    """The page's window (shared with its export): :func:`cbm.compliance.deadlines.parse_window`."""
+    return dl.parse_window(session, args)
 
 
 def _deadline_links(d: dl.Deadline) -> dict[str, str]:
@@ -738,6 +740,10 @@ def deadlines_index() -> tuple[str, int]:
             links=_deadline_links,
             feed_url=feed_url,
             state_feed_url=state_feed_url,
+            csv_url=url_for(
+                "deadlines.csv",
+                **{k: v for k in ("from", "days", "state") if (v := request.args.get(k, ""))},
+            ),
             states=_state_names(session),
             default_days=dl.DEFAULT_DAYS,
             max_days=dl.MAX_DAYS,
@@ -760,6 +766,15 @@ def renew_feed() -> Response:
     else:
         flash("Your calendar link is ready: subscribe to it in your calendar.", "success")
     return redirect(url_for("deadlines.index") + "#feed", 303)
+
+
+@deadlines_bp.get("/deadlines.csv", endpoint="csv")
+@role_required("viewer")
+def deadlines_csv() -> Response:
+    """What is due in the page's window (``format=csv|xlsx|json``), as the page lists it."""
+    from cbm.web.exports import export_response
+
+    return export_response("deadlines", request.args)
 
 
 @deadlines_bp.get("/deadlines.ics")

@@ -200,6 +200,19 @@ def index() -> str:
     )
 
 
+@bp.get("/all.xlsx")
+def workbook() -> Any:
+    """Every contract file in one XLSX workbook, a sheet per file in load order: what
+    ``cbm export all --format xlsx`` writes, and what the XLSX importer (an upload, or
+    ``cbm import FILE.xlsx``) reads back as the same data. Streamed and stamped;
+    ``manifest=1`` gives its manifest."""
+    from cbm.services.export_lists import WORKBOOK_NAME, workbook_jobs
+    from cbm.web.exports import stream_jobs
+
+    args = {**request.args.to_dict(), "format": "xlsx"}
+    return stream_jobs(workbook_jobs, args, workbook_name=WORKBOOK_NAME)
+
+
 def _list_url(kind: str, args: Mapping[str, str], **changes: Any) -> str:
     merged = {k: v for k, v in args.items() if v not in (None, "")}
     for name, value in changes.items():

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,14 +26,13 @@ from werkzeug.wrappers import Response
 from cbm.db import utcnow
 from cbm.jobs import (
     IMPORT_PREFIX,
-    Job,
     get_job,
     import_job_id,
     next_run_time,
-    registry,
     run_with_follow_up,
 )
 from cbm.models import ImportRun, JobRun, SchedulerHeartbeat, Source
+from cbm.queries.jobs import FAILURE_WINDOW, job_rows
 from cbm.services import sources as service
 from cbm.services.sources import IMPORTERS, SourceError
 from cbm.web.auth import current_actor, has_role, role_required
@@ -42,8 +40,6 @@ from cbm.web.database import db_session, web_state
 
 bp = Blueprint("sources", __name__, url_prefix="/admin")
 
-#: Failures counted on the jobs page.
-FAILURE_WINDOW = dt.timedelta(days=7)
 HISTORY_PAGE = 50
 RECENT_FAILURES = 20
 
@@ -147,10 +143,20 @@ def _get_source_or_404(source_id: int) -> Source:
 
 @bp.get("/sources")
 @role_required("admin")
-def index() -> str:
+def index() -> tuple[str, int]:
+    """The sources by name, filtered by status, importer, kind and name (all in the URL,
+    and in the export behind Download)."""
+    from cbm.queries.sources import STATUSES, parse_source_filters, source_conditions
+
     session = db_session()
+    parsed = parse_source_filters(request.args)
     rows = []
-    for source in service.list_sources(session):
+    found: list[Source] = []
+    if parsed.ok:
+        found = list(
+            session.scalars(select(Source).where(*source_conditions(parsed)).order_by(Source.name))
+        )
+    for source in found:
         last_run = session.scalar(
             select(JobRun)
             .where(JobRun.job_id == import_job_id(source.name))
@@ -164,7 +170,29 @@ def index() -> str:
                 "last_run": last_run,
             }
         )
-    return render_template("sources/index.html", rows=rows)
+    total = session.scalar(select(func.count()).select_from(Source)) or 0
+    html = render_template(
+        "sources/index.html",
+        rows=rows,
+        total=total,
+        values=parsed.values,
+        errors=parsed.errors,
+        filtered=bool(parsed.active),
+        statuses=STATUSES,
+        importers=IMPORTERS,
+        kinds=_kinds(),
+        csv_url=url_for("sources.export", **parsed.active),
+    )
+    return html, (200 if parsed.ok else 400)
+
+
+@bp.get("/sources.csv")
+@role_required("admin")
+def export() -> Response:
+    """The sources with the page's filters, secrets redacted (``format=csv|xlsx|json``)."""
+    from cbm.web.exports import export_response
+
+    return export_response("sources", request.args)
 
 
 @bp.route("/sources/new", methods=["GET", "POST"])
@@ -321,68 +349,12 @@ def _run_and_flash(job_id: str) -> None:
 # --- jobs ---------------------------------------------------------------------------------
 
 
-@dataclass
-class JobRow:
-    job: Job | None
-    job_id: str
-    title: str
-    when: str
-    next_run: dt.datetime | None
-    enabled: bool
-    last: JobRun | None
-    failures: int
-    last_failure: JobRun | None
-
-
 @bp.get("/jobs")
 @role_required("admin")
 def jobs() -> str:
     session = db_session()
     now = utcnow()
-    known = registry(session, include_disabled=True)
-    enabled_sources = set(
-        session.scalars(select(Source.name).where(Source.enabled.is_(True))).all()
-    )
-    last_ids = dict(
-        session.execute(select(JobRun.job_id, func.max(JobRun.id)).group_by(JobRun.job_id)).all()
-    )
-    failed_q = select(JobRun.job_id, func.count(), func.max(JobRun.id)).where(
-        JobRun.status == "failed", JobRun.started_at >= now - FAILURE_WINDOW
-    )
-    failures = {
-        job_id: (count, last_id)
-        for job_id, count, last_id in session.execute(failed_q.group_by(JobRun.job_id))
-    }
-    wanted_ids = set(last_ids.values()) | {last for _, last in failures.values()}
-    runs = {
-        run.id: run
-        for run in session.scalars(select(JobRun).where(JobRun.id.in_(wanted_ids or {-1})))
-    }
-    rows = []
-    for job_id in [*known, *sorted(set(last_ids) - set(known))]:
-        job = known.get(job_id)
-        is_import = job_id.startswith(IMPORT_PREFIX)
-        enabled = job is not None and (not is_import or job.source_name in enabled_sources)
-        if job is None:
-            when = "no longer configured"
-        elif not enabled:
-            when = "source disabled"
-        else:
-            when = job.when or (job.schedule and f"{job.schedule} (UTC)") or "on demand"
-        count, last_failure_id = failures.get(job_id, (0, None))
-        rows.append(
-            JobRow(
-                job=job,
-                job_id=job_id,
-                title=job.title if job else job_id,
-                when=when,
-                next_run=next_run_time(job.schedule, now) if job and enabled else None,
-                enabled=enabled,
-                last=runs.get(last_ids.get(job_id, -1)),
-                failures=count,
-                last_failure=runs.get(last_failure_id) if last_failure_id else None,
-            )
-        )
+    rows = job_rows(session, now)
     recent_failures = session.scalars(
         select(JobRun)
         .where(JobRun.status == "failed")
@@ -401,7 +373,17 @@ def jobs() -> str:
         schedulers=schedulers,
         stale_before=now - STALE_AFTER,
         failure_days=FAILURE_WINDOW.days,
+        csv_url=url_for("sources.jobs_export"),
     )
+
+
+@bp.get("/jobs.csv")
+@role_required("admin")
+def jobs_export() -> Response:
+    """The jobs table (``format=csv|xlsx|json``), as ``cbm export jobs``."""
+    from cbm.web.exports import export_response
+
+    return export_response("jobs", request.args)
 
 
 @bp.get("/jobs/<job_id>")
