@@ -144,3 +144,54 @@ def test_cli_export_sources(tmp_path: Path) -> None:
         assert secret.encode() not in out.stdout
     bad = cbm(["export", "sources", "--status", "sleeping"], env, text=True)
     assert bad.returncode == 2 and "Error: --status: " in bad.stderr
+
+
+def test_pages_and_the_api_never_show_a_source_secret(signed_in, session: Session, sources) -> None:
+    """Not only the exports: every page and API answer that shows a run's or a source's
+    location or message shows it redacted (only the admin's edit form holds the secret)."""
+    from api_support import make_api_users
+
+    from cbm.models import ImportRun, Source
+
+    run = ImportRun(
+        importer="json",
+        source_name="alpha-feed",
+        location=SECRET_URL,
+        kind="activities",
+        status="failed",
+        message=f"GET {SECRET_URL} answered 500",
+    )
+    session.add(run)
+    session.commit()
+    alpha = session.query(Source).filter_by(name="alpha-feed").one()
+    gamma = session.query(Source).filter_by(name="gamma-feed").one()
+    admin = signed_in("admin")
+    pages = {
+        "/": admin,
+        "/runs/": admin,
+        f"/runs/{run.id}": admin,
+        f"/runs/{run.id}/revert": admin,
+        "/admin/sources": admin,
+        f"/admin/sources/{gamma.id}": admin,
+        "/admin/jobs": admin,
+    }
+    for path, client in pages.items():
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+        body = response.get_data(as_text=True)
+        for secret in (*SECRETS, "pw-2", "s-3", "b-4"):
+            assert secret not in body, (path, secret)
+    assert "feeds.example.org" in admin.get(f"/runs/{run.id}").get_data(as_text=True)
+    # The edit form is where an admin changes the location: it holds the real one.
+    form = admin.get(f"/admin/sources/{alpha.id}").get_data(as_text=True)
+    assert 'id="location"' in form and "hunter2" in form
+
+    users = make_api_users(session)
+    api = admin.application.test_client()
+    for path in ("/api/v1/runs", f"/api/v1/runs/{run.id}"):
+        response = api.get(path, headers=users.headers("viewer"))
+        assert response.status_code == 200, (path, response.get_data(as_text=True))
+        text = response.get_data(as_text=True)
+        assert "feeds.example.org" in text, path
+        for secret in SECRETS:
+            assert secret not in text, (path, secret)

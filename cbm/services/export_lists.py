@@ -120,6 +120,20 @@ class ExportJob:
     #: The SELECT behind ``rows`` (its columns are ``columns``), for callers that page the
     #: same list instead of streaming it (the JSON API); None where rows are built otherwise.
     statement: Any = None
+    #: Columns whose text may quote a source URL with its credentials: the export's rows
+    #: and every other reader of ``statement`` (the JSON API) write them redacted.
+    secret_columns: tuple[str, ...] = ()
+
+    def redacted(self, values: Sequence[Any]) -> list[Any]:
+        """One row of ``statement`` with its secret columns redacted."""
+        from cbm.services.redaction import redact
+
+        out = list(values)
+        for name in self.secret_columns:
+            i = self.columns.index(name)
+            if isinstance(out[i], str):
+                out[i] = redact(out[i])
+        return out
 
     @property
     def filter_text(self) -> str:
@@ -467,6 +481,8 @@ RUN_COLUMNS: tuple[str, ...] = (
     "reverted_at",
     "reverted_by",
 )
+#: A run's location and message may quote a source URL with its credentials.
+RUN_SECRET_COLUMNS = ("location", "message")
 
 
 def runs_job(session: Session, args: Mapping[str, str]) -> ExportJob:
@@ -510,10 +526,13 @@ def runs_job(session: Session, args: Mapping[str, str]) -> ExportJob:
 
     from cbm.services.redaction import redact
 
+    secret = [RUN_COLUMNS.index(name) for name in RUN_SECRET_COLUMNS]
+
     def row(values: Any) -> list[str]:
         cells = [_text(v) for v in values]
         # A run's location and message may quote a source URL with its credentials.
-        cells[2], cells[17] = redact(cells[2]), redact(cells[17])
+        for i in secret:
+            cells[i] = redact(cells[i])
         return cells
 
     def rows(s: Session, chunk_size: int) -> Chunks:
@@ -535,7 +554,16 @@ def runs_job(session: Session, args: Mapping[str, str]) -> ExportJob:
         known = [t for t in times if t is not None]
         return f"{top or 0};{_latest(max(known) if known else None)}"
 
-    return ExportJob("runs", parsed.active, RUN_COLUMNS, rows, count, version, statement=stmt)
+    return ExportJob(
+        "runs",
+        parsed.active,
+        RUN_COLUMNS,
+        rows,
+        count,
+        version,
+        statement=stmt,
+        secret_columns=RUN_SECRET_COLUMNS,
+    )
 
 
 # -- the audit log ---------------------------------------------------------------------

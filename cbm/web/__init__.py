@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 
 import cbm
 from cbm.config import Settings, load_settings
+from cbm.services.redaction import redact
 from cbm.web.auth import init_auth
 from cbm.web.database import db_session, get_engine, init_db, web_state
 from cbm.web.errors import init_errors
@@ -99,6 +100,8 @@ def init_templates(app: Flask) -> None:
     app.jinja_env.filters["num"] = format_number
     app.jinja_env.filters["utc"] = format_utc
     app.jinja_env.filters["inline_code"] = inline_code
+    # Locations and messages may quote a source URL with its credentials (see redaction).
+    app.jinja_env.filters["redact"] = redact
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

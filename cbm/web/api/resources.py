@@ -103,7 +103,7 @@ def _paged_job(kind: str) -> Response:
     total = job.count(session)
     stmt = job.statement.limit(per_page).offset((page - 1) * per_page)
     items = [
-        {c: json_value(v) for c, v in zip(job.columns, row, strict=True)}
+        {c: json_value(v) for c, v in zip(job.columns, job.redacted(row), strict=True)}
         for row in session.execute(stmt)
     ]
     return jsonify(page_body(items, total, page, per_page))
@@ -277,7 +277,7 @@ def get_run(run_id: int) -> Response:
     )
     if row is None:
         raise Problem(404, f"There is no import run {run_id}.")
-    return jsonify({c: json_value(v) for c, v in zip(job.columns, row, strict=True)})
+    return jsonify({c: json_value(v) for c, v in zip(job.columns, job.redacted(row), strict=True)})
 
 
 @bp.post("/runs")
