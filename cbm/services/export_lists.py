@@ -62,6 +62,7 @@ from cbm.services.exports import (
     LINE_END,
     format_timestamp,
     iter_contract_cells,
+    iter_contract_csv_text,
 )
 from cbm.services.imports import csv_cell
 
@@ -106,6 +107,9 @@ class ExportJob:
     #: The SELECT behind ``rows`` (its columns are ``columns``), for callers that page the
     #: same list instead of streaming it (the JSON API); None where rows are built otherwise.
     statement: Any = None
+    #: ``csv_text(session, chunk_size)``: the rows as CSV text, where written otherwise than
+    #: ``csv.writer`` over ``rows`` (contract files: by the server on PostgreSQL).
+    csv_text: Callable[[Session, int], Iterator[str]] | None = None
 
     @property
     def filter_text(self) -> str:
@@ -191,6 +195,9 @@ def iter_csv(
     writer.writerow(job.columns)
     yield (BOM if bom else "") + buffer.getvalue()
     safe = excel_safe and not job.always_excel_safe
+    if job.csv_text is not None and not safe:
+        yield from job.csv_text(session, chunk_size)
+        return
     for rows in job.rows(session, chunk_size):
         buffer.seek(0)
         buffer.truncate()
@@ -373,7 +380,12 @@ def contract_job(session: Session, kind: str, args: Mapping[str, str]) -> Export
         ).one()
         return f"{_latest(latest)};{n}"
 
-    return ExportJob(spec.name, filters, spec.columns, rows, count, version, spec=spec)
+    def csv_text(s: Session, chunk_size: int) -> Iterator[str]:
+        return iter_contract_csv_text(s, spec, where=where, chunk_size=chunk_size)
+
+    return ExportJob(
+        spec.name, filters, spec.columns, rows, count, version, spec=spec, csv_text=csv_text
+    )
 
 
 # -- import runs -----------------------------------------------------------------------
