@@ -193,7 +193,9 @@ def iter_contract_cells(
 ) -> Iterator[list[Sequence[Any]]]:
     """The records of one contract file, ``chunk_size`` rows at a time, as cells that
     ``csv.writer`` writes in contract notation: text, ``None`` (an empty cell), ints, and
-    ISO dates (``str(date)``, or SQLite's stored text). The fast path of CSV exports.
+    ISO dates (``str(date)``, or SQLite's stored text). The path of CSV exports on SQLite
+    (on PostgreSQL the server writes them: :func:`iter_contract_csv_text`) and of the
+    XLSX and JSON writers.
 
     The columns are selected without SQLAlchemy's result processing (the driver's values
     as they come) and fetched from the DB-API cursor in chunks, with no row objects in
