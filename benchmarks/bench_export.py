@@ -20,7 +20,8 @@ engines (same data, same bytes).
 Two runs of 1,000,000 rows, shared 2-CPU machine at a load average of about 4 (±30 %):
 PostgreSQL 349,000 and 274,000 rows/s (raw 132,000 and 107,000; ratio 2.65 and 2.55; RSS
 growth 5 MB), SQLite 250,000 and 193,000 rows/s (raw 161,000 and 180,000; ratio 1.55 and
-1.08; 15 MB). Before ``COPY``, PostgreSQL did 187,000 rows/s. See the README.
+1.08; 15 MB); a third at a load average of 7: 164,000 and 121,000 rows/s (ratios 2.60 and
+1.38). Before ``COPY``, PostgreSQL did 187,000 rows/s. See the README.
 
     .venv/bin/python benchmarks/bench_export.py                       # 1,000,000 rows, both engines
     .venv/bin/python benchmarks/bench_export.py --rows 200000 --engines sqlite
