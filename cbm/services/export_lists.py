@@ -65,6 +65,7 @@ from cbm.services.exports import (
     LINE_END,
     format_timestamp,
     iter_contract_cells,
+    iter_contract_csv_text,
 )
 from cbm.services.imports import csv_cell
 
@@ -123,6 +124,9 @@ class ExportJob:
     #: Columns whose text may quote a source URL with its credentials: the export's rows
     #: and every other reader of ``statement`` (the JSON API) write them redacted.
     secret_columns: tuple[str, ...] = ()
+    #: ``csv_text(session, chunk_size)``: the rows as CSV text, where written otherwise than
+    #: ``csv.writer`` over ``rows`` (contract files: by the server on PostgreSQL).
+    csv_text: Callable[[Session, int], Iterator[str]] | None = None
 
     def redacted(self, values: Sequence[Any]) -> list[Any]:
         """One row of ``statement`` with its secret columns redacted."""
@@ -219,6 +223,9 @@ def iter_csv(
     writer.writerow(job.columns)
     yield (BOM if bom else "") + buffer.getvalue()
     safe = excel_safe and not job.always_excel_safe
+    if job.csv_text is not None and not safe:
+        yield from job.csv_text(session, chunk_size)
+        return
     for rows in job.rows(session, chunk_size):
         buffer.seek(0)
         buffer.truncate()
@@ -454,7 +461,12 @@ def contract_job(session: Session, kind: str, args: Mapping[str, str]) -> Export
         ).one()
         return f"{_latest(latest)};{n}"
 
-    return ExportJob(spec.name, filters, spec.columns, rows, count, version, spec=spec)
+    def csv_text(s: Session, chunk_size: int) -> Iterator[str]:
+        return iter_contract_csv_text(s, spec, where=where, chunk_size=chunk_size)
+
+    return ExportJob(
+        spec.name, filters, spec.columns, rows, count, version, spec=spec, csv_text=csv_text
+    )
 
 
 # -- import runs -----------------------------------------------------------------------
