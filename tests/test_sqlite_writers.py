@@ -1,0 +1,88 @@
+"""Concurrent writers on the SQLite default queue for the write lock instead of failing.
+
+A deferred SQLite transaction that reads (the key check, the audit) and then writes fails
+at once with "database is locked", without waiting for the busy timeout, when another
+connection committed in between; the web app answered those with 503. The load benchmark
+found it with two clients. Here: threads create, patch and delete records through the
+API of an app on a real SQLite file (the engine and sessions the app makes itself), and
+every request must succeed.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from api_support import make_api_users
+from sqlalchemy.orm import Session
+
+from cbm.db import make_engine
+from cbm.migrate import upgrade
+from cbm.reference.loader import load_reference
+
+THREADS = 6
+ROUNDS = 8
+
+
+def test_concurrent_api_writers_on_sqlite_all_succeed(tmp_path: Path) -> None:
+    from cbm.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'cbm.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as session:
+        load_reference(session)
+        users = make_api_users(session)
+    engine.dispose()
+    app = create_app(
+        {
+            "TESTING": True,
+            "CBM_SETTINGS_OVERRIDES": {
+                "env": "test",
+                "database_url": url,
+                "secret_key": "test-secret",
+                "instance_dir": tmp_path,
+            },
+        }
+    )
+    headers = users.headers("analyst")
+    statuses: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def writer(n: int) -> None:
+        client = app.test_client()
+        start.wait()
+        for i in range(ROUNDS):
+            key = f"W-{n}-{i},notification"
+            row = {
+                "activity_id": f"W-{n}-{i}",
+                "source": "notification",
+                "state": "DEU",
+                "kind": "exercise",
+                "start_date": "2025-05-01",
+                "troops": 500 + i,
+            }
+            answers = [
+                ("create", client.post("/api/v1/activities", json=row, headers=headers), 201),
+                (
+                    "patch",
+                    client.patch(f"/api/v1/activities/{key}", json={"troops": 9}, headers=headers),
+                    200,
+                ),
+                ("delete", client.delete(f"/api/v1/activities/{key}", headers=headers), 204),
+            ]
+            with lock:
+                statuses.extend(
+                    (what, r.status_code, r.get_data(as_text=True)[:200])
+                    for what, r, expected in answers
+                    if r.status_code != expected
+                )
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app.extensions["cbm"].engine.dispose()
+    assert statuses == [], f"{len(statuses)} failed writes, e.g. {statuses[:3]}"
