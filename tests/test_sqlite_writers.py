@@ -86,3 +86,40 @@ def test_concurrent_api_writers_on_sqlite_all_succeed(tmp_path: Path) -> None:
         t.join()
     app.extensions["cbm"].engine.dispose()
     assert statuses == [], f"{len(statuses)} failed writes, e.g. {statuses[:3]}"
+
+
+def test_a_token_read_on_a_stale_sqlite_snapshot_still_authenticates(tmp_path: Path) -> None:
+    """The once-a-minute ``last_used_at`` stamp must not fail a read: a reader whose
+    snapshot predates another connection's commit cannot write, so the stamp is skipped."""
+    import datetime as dt
+
+    from sqlalchemy import select, text
+
+    from cbm.models import ApiToken
+    from cbm.services.tokens import authenticate_token
+
+    url = f"sqlite:///{tmp_path / 'cbm.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as session:
+        users = make_api_users(session)
+        session.execute(text("UPDATE api_tokens SET last_used_at = NULL"))
+        session.commit()
+    secret = users.tokens["viewer"]
+    with Session(engine) as reader, Session(engine) as writer:
+        reader.scalars(select(ApiToken)).all()  # the reader's snapshot begins here
+        writer.execute(
+            text("UPDATE api_tokens SET name = 'renamed' WHERE scope = 'admin'")
+        )  # another connection commits in between
+        writer.commit()
+        identity = authenticate_token(reader, secret)
+        assert identity is not None and identity.username == "api-viewer"
+        reader.commit()
+    with Session(engine) as fresh:
+        identity = authenticate_token(fresh, secret)  # now it can write: stamped
+        fresh.commit()
+        stamped = fresh.scalar(
+            select(ApiToken.last_used_at).where(ApiToken.id == identity.token_id)
+        )
+        assert stamped is not None and stamped > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    engine.dispose()
