@@ -23,7 +23,10 @@ activities with an analyst token, and the web form of a new activity with its CS
 
 Printed per step: requests, throughput, latency p50/p95/p99 of the successful requests,
 and errors by kind: ``5xx``, ``4xx`` (unexpected), ``other`` (an unexpected 2xx/3xx, e.g.
-a redirect to the sign-in page), ``conn`` (connection refused or reset), ``timeout``. A
+a redirect to the sign-in page), ``conn`` (connection refused or reset), ``timeout``; and
+the CPU used during the step by the clients (% of one core), the target's own processes
+(``app``, in cores), its PostgreSQL backends (``PG``) and the whole machine (all processes,
+steal time included: on a shared machine it shows how much CPU was left). A
 keep-alive connection the server closed between two requests (a gunicorn worker recycled
 after ``max_requests``) is reopened and the request sent again, as browsers and urllib3
 do; those are counted as ``reconnects``, not errors. At the end: a summary and the
@@ -235,6 +238,41 @@ def tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def backend_cpu(url: str | None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the database of ``url`` (same host)."""
+    if not url:
+        return {}
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            pids = list(pids)
+    finally:
+        engine.dispose()
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle so far (every process, all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu(pids: list[int]) -> float:
     """CPU seconds of these processes and their descendants, reaped ones included."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -358,6 +396,7 @@ class Target:
     port: int
     pids: list[int]
     log: Path
+    db_url: str | None = None  # PostgreSQL: its backends' CPU is measured too
     # filled in by prepare_clients():
     cookie: str = ""
     csrf: str = ""
@@ -544,6 +583,7 @@ def start_production(tmp: Path, url: str, workers: int | None) -> Iterator[Targe
             port,
             [web.pid, sched.pid, *pids],
             log,
+            db_url=url,
         )
 
 
@@ -750,6 +790,8 @@ def run_step(
     stop_at = start_at + seconds
     children = []
     cpu_before = tree_cpu(target.pids)
+    busy_before = machine_busy()
+    db_before = backend_cpu(target.db_url)
     try:
         for numbers in groups:
             parent, child = ctx.Pipe(duplex=False)
@@ -773,6 +815,8 @@ def run_step(
                 proc.terminate()
                 proc.join(5)
     server_cpu = tree_cpu(target.pids) - cpu_before
+    busy = machine_busy() - busy_before
+    db_cpu = sum(cpu - db_before.get(pid, 0.0) for pid, cpu in backend_cpu(target.db_url).items())
     elapsed = max(r["finished"] for r in results) - start_at
     records = [rec for r in results for rec in r["records"]]
     ok = [ms for _, outcome, ms in records if outcome == "ok"]
@@ -805,6 +849,8 @@ def run_step(
         "client_cpu_s": round(client_cpu, 2),
         "client_cpu_pct_of_core": round(100 * client_cpu / elapsed, 1),
         "app_cpu_s": round(server_cpu, 2),
+        "db_cpu_s": round(db_cpu, 2),
+        "machine_busy_cores": round(busy / elapsed, 2),
         "by_op": {
             op: {
                 "requests": e["requests"],
@@ -824,7 +870,7 @@ def run_step(
 STEP_HEADER = (
     f"{'target':<11} {'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
     f"{'p99 ms':>7} {'5xx':>4} {'4xx':>4} {'other':>5} {'conn':>4} {'timeout':>7} "
-    f"{'reconn':>6} {'client CPU':>10} {'app CPU':>7}"
+    f"{'reconn':>6} {'client CPU':>10} {'app CPU':>7} {'PG CPU':>6} {'machine':>7}"
 )
 
 
@@ -834,7 +880,8 @@ def step_line(r: dict[str, Any]) -> str:
         f"{r['target']:<11} {r['clients']:>7} {r['requests']:>8} {r['rps']:>7.1f} "
         f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['p99_ms']:>7.1f} {e['5xx']:>4} "
         f"{e['4xx']:>4} {e['other']:>5} {e['conn']:>4} {e['timeout']:>7} {r['reconnects']:>6} "
-        f"{r['client_cpu_pct_of_core']:>9.0f}% {r['app_cpu_s'] / r['seconds']:>6.2f}c"
+        f"{r['client_cpu_pct_of_core']:>9.0f}% {r['app_cpu_s'] / r['seconds']:>6.2f}c "
+        f"{r['db_cpu_s'] / r['seconds']:>5.2f}c {r['machine_busy_cores']:>6.2f}c"
     )
 
 
