@@ -30,7 +30,9 @@ steal time included: on a shared machine it shows how much CPU was left). A
 keep-alive connection the server closed between two requests (a gunicorn worker recycled
 after ``max_requests``) is reopened and the request sent again, as browsers and urllib3
 do; those are counted as ``reconnects``, not errors. At the end: a summary and the
-verdict, error-free throughput of production vs default at every step. ``--json FILE``
+verdict: production is ahead at a step when it had no error at all and more successful
+requests per second than the default (the default's errors are printed, and only lower
+its count). The exit code is 0 when the run completed, whatever the verdict. ``--json FILE``
 writes every figure. Every process, file and database is removed at the end, also on
 Ctrl-C or an error.
 
