@@ -792,7 +792,7 @@ def run_step(
     stop_at = start_at + seconds
     children = []
     cpu_before = tree_cpu(target.pids)
-    busy_before = machine_busy()
+    busy_before, busy_wall = machine_busy(), time.monotonic()
     db_before = backend_cpu(target.db_url)
     try:
         for numbers in groups:
@@ -817,7 +817,7 @@ def run_step(
                 proc.terminate()
                 proc.join(5)
     server_cpu = tree_cpu(target.pids) - cpu_before
-    busy = machine_busy() - busy_before
+    busy = (machine_busy() - busy_before) / (time.monotonic() - busy_wall)
     db_cpu = sum(cpu - db_before.get(pid, 0.0) for pid, cpu in backend_cpu(target.db_url).items())
     elapsed = max(r["finished"] for r in results) - start_at
     records = [rec for r in results for rec in r["records"]]
@@ -852,7 +852,8 @@ def run_step(
         "client_cpu_pct_of_core": round(100 * client_cpu / elapsed, 1),
         "app_cpu_s": round(server_cpu, 2),
         "db_cpu_s": round(db_cpu, 2),
-        "machine_busy_cores": round(busy / elapsed, 2),
+        "machine_busy_cores": round(busy, 2),
+        "cpu_ms_per_request": round(1000 * (server_cpu + db_cpu) / max(1, len(ok)), 2),
         "by_op": {
             op: {
                 "requests": e["requests"],
@@ -929,8 +930,9 @@ def verdict(results: list[dict[str, Any]], steps: list[int]) -> tuple[bool, str,
 
 def summary(results: list[dict[str, Any]], steps: list[int], rows: list[dict]) -> str:
     out = [
-        f"{'clients':>7} | {'default req/s':>13} {'p95 ms':>7} {'errors':>6} | "
-        f"{'production req/s':>16} {'p95 ms':>7} {'errors':>6} | {'prod/default':>12}"
+        f"{'clients':>7} | {'default req/s':>13} {'p95 ms':>7} {'errors':>6} {'CPU/req':>7} | "
+        f"{'production req/s':>16} {'p95 ms':>7} {'errors':>6} {'CPU/req':>7} | "
+        f"{'prod/default':>12} {'machine':>7}"
     ]
     for clients, row in zip(steps, rows, strict=True):
         by = {r["target"]: r for r in results if r["clients"] == clients}
@@ -939,12 +941,24 @@ def summary(results: list[dict[str, Any]], steps: list[int], rows: list[dict]) -
             r = by.get(name)
             width = 13 if name == "default" else 16
             if r is None:
-                cells.append(f"{'-':>{width}} {'-':>7} {'-':>6}")
+                cells.append(f"{'-':>{width}} {'-':>7} {'-':>6} {'-':>7}")
             else:
-                cells.append(f"{r['rps']:>{width}.1f} {r['p95_ms']:>7.1f} {r['error_count']:>6}")
+                cells.append(
+                    f"{r['rps']:>{width}.1f} {r['p95_ms']:>7.1f} {r['error_count']:>6} "
+                    f"{cpu_per_request(r):>5.1f}ms"
+                )
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "-"
-        out.append(f"{clients:>7} | {cells[0]} | {cells[1]} | {ratio:>12}")
+        busy = max(r["machine_busy_cores"] for r in by.values())
+        out.append(f"{clients:>7} | {cells[0]} | {cells[1]} | {ratio:>12} {busy:>6.2f}c")
+    out.append(
+        "CPU/req: CPU of the target's processes and PostgreSQL backends per successful "
+        "request; machine: the busiest of the two steps, in cores busy (all processes)"
+    )
     return "\n".join(out)
+
+
+def cpu_per_request(r: dict[str, Any]) -> float:
+    return 1000 * (r["app_cpu_s"] + r["db_cpu_s"]) / max(1, r["ok"])
 
 
 # --------------------------------------------------------------------------------------
