@@ -123,3 +123,69 @@ def test_a_token_read_on_a_stale_sqlite_snapshot_still_authenticates(tmp_path: P
         )
         assert stamped is not None and stamped > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     engine.dispose()
+
+
+def _signed_in_app(tmp_path: Path):
+    """An app on a real SQLite file with its own engine and sessions, and an admin client."""
+    import re
+
+    from cbm.services.accounts import create_user
+    from cbm.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'cbm.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as session:
+        load_reference(session)
+        create_user(session, "boss", "correct horse battery staple", "admin")
+        session.commit()
+    engine.dispose()
+    app = create_app(
+        {
+            "TESTING": True,
+            "CBM_SETTINGS_OVERRIDES": {
+                "env": "test",
+                "database_url": url,
+                "secret_key": "test-secret",
+                "instance_dir": tmp_path,
+            },
+        }
+    )
+    client = app.test_client()
+
+    def csrf(path: str) -> str:
+        page = client.get(path).get_data(as_text=True)
+        return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+    form = {"username": "boss", "password": "correct horse battery staple"}
+    assert client.post("/login", data={**form, "csrf_token": csrf("/login")}).status_code == 302
+    return app, client, csrf
+
+
+def test_routes_that_run_jobs_in_the_request_do_not_wait_for_their_own_lock(
+    tmp_path: Path,
+) -> None:
+    """A check or job run from the web writes on sessions of its own: the request's writer
+    session (BEGIN IMMEDIATE on SQLite) must not hold the write lock meanwhile, or the job
+    waits for the busy timeout and fails."""
+    import time
+
+    app, client, csrf = _signed_in_app(tmp_path)
+    for path, form_page in (
+        ("/checks/run", "/checks"),
+        ("/admin/jobs/trust:recompute/run", "/admin/jobs"),
+    ):
+        started = time.monotonic()
+        response = client.post(path, data={"csrf_token": csrf(form_page)})
+        took = time.monotonic() - started
+        assert response.status_code in (302, 303), (path, response.get_data(as_text=True)[:300])
+        assert took < 10, f"{path} took {took:.0f} s (waited for its own lock)"
+    with Session(make_engine(app.config["CBM_SETTINGS"].database_url)) as session:
+        from sqlalchemy import select
+
+        from cbm.models import CheckRun, JobRun
+
+        assert [r.status for r in session.scalars(select(CheckRun))] != []
+        assert all(r.status != "failed" for r in session.scalars(select(CheckRun)))
+        assert all(r.status != "failed" for r in session.scalars(select(JobRun)))
+    app.extensions["cbm"].engine.dispose()
