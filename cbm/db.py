@@ -81,8 +81,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Execution option: begin SQLite transactions with BEGIN IMMEDIATE (see _sqlite_begin).
+SQLITE_IMMEDIATE = "cbm_sqlite_immediate"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A deferred transaction that reads and then writes fails at once with "database is
+    # locked" (no busy wait) when another connection committed in between; a writer that
+    # takes the write lock at BEGIN waits its turn (busy_timeout) instead.
+    immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from cbm.db import utcnow
@@ -148,6 +149,22 @@ def token_status(token: ApiToken, now: dt.datetime | None = None) -> str:
     return "active"
 
 
+def _note_use(session: Session, token: ApiToken, now: dt.datetime) -> None:
+    """Stamp ``last_used_at``, best effort: a read must not fail for want of it.
+
+    On SQLite the stamp turns a GET's read transaction into a writer, which fails at once
+    ("database is locked") when another connection committed since it began; all tokens
+    used by concurrent readers come due in the same minute. In a savepoint, that failure
+    only skips the stamp (the next request writes it); other database errors propagate.
+    """
+    try:
+        with session.begin_nested():
+            token.last_used_at = now
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig):
+            raise
+
+
 def authenticate_token(session: Session, secret: str | None) -> TokenIdentity | None:
     """The identity behind a presented token, or None (unknown, revoked, expired, disabled)."""
     if not secret or not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
@@ -163,6 +180,6 @@ def authenticate_token(session: Session, secret: str | None) -> TokenIdentity | 
     if user is None or not user.active:
         return None
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = now
+        _note_use(session, token, now)
     role = token.scope if role_rank(token.scope) <= role_rank(user.role) else user.role
     return TokenIdentity(token.id, user.id, user.username, role)

@@ -655,6 +655,9 @@ def run_now() -> Response:
     """Run a full check now, in this request; the run page shows what it found."""
     from cbm.services.checks import check_now
 
+    # End this request's transaction (on SQLite it holds the write lock) before the check
+    # writes on sessions of its own.
+    db_session().commit()
     try:
         # The same service as `cbm check` and the scheduler: one transaction, and a failed
         # run row (with the reason) when anything goes wrong.

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cbm.config import Settings
-from cbm.db import make_engine, make_session_factory
+from cbm.db import SQLITE_IMMEDIATE, make_engine, make_session_factory
 
 _G_SESSION = "_cbm_db_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -27,6 +28,9 @@ class WebState:
 
     engine: Engine
     session_factory: sessionmaker[Session]
+    # Sessions of requests that may write (POST, PUT, PATCH, DELETE). On SQLite they take
+    # the write lock when they begin, so concurrent writers queue instead of failing.
+    writer_factory: sessionmaker[Session] | None = None
     nav: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -44,7 +48,13 @@ def db_session() -> Session:
     """The request's session, created on first use so pages that need no database open none."""
     session: Session | None = g.get(_G_SESSION)
     if session is None:
-        session = web_state().session_factory()
+        state = web_state()
+        writes = (
+            state.writer_factory is not None
+            and has_request_context()
+            and request.method not in SAFE_METHODS
+        )
+        session = (state.writer_factory if writes else state.session_factory)()
         setattr(g, _G_SESSION, session)
     return session
 
@@ -55,7 +65,10 @@ def init_db(app: Flask, settings: Settings, config: dict) -> None:
     factory: sessionmaker[Session] = config.get("CBM_SESSION_FACTORY") or make_session_factory(
         engine
     )
-    app.extensions["cbm"] = WebState(engine=engine, session_factory=factory)
+    writer = None
+    if engine.dialect.name == "sqlite" and "CBM_SESSION_FACTORY" not in config:
+        writer = make_session_factory(engine.execution_options(**{SQLITE_IMMEDIATE: True}))
+    app.extensions["cbm"] = WebState(engine=engine, session_factory=factory, writer_factory=writer)
     # Registered first among the app's after_request hooks, so it runs last (Flask runs them
     # in reverse): every other hook has finished before the transaction is committed.
     app.after_request(_commit_or_rollback)

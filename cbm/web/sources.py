@@ -332,6 +332,9 @@ def run_now(source_id: int) -> Response:
 
 
 def _run_and_flash(job_id: str) -> None:
+    # End this request's transaction (on SQLite it holds the write lock) before the job
+    # writes on sessions of its own.
+    db_session().commit()
     outcome, follow_up = run_with_follow_up(web_state().session_factory, job_id)
     if outcome.skipped:
         flash(
