@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -67,6 +67,27 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 def utcnow() -> dt.datetime:
     """The current time, aware, in UTC (the only clock the project reads)."""
     return dt.datetime.now(dt.UTC)
+
+
+#: First key of cbm's two-key PostgreSQL advisory locks: "CBM", so cbm's locks never meet
+#: another application's locks on a shared server.
+PG_LOCK_NAMESPACE = 0x43424D
+
+
+def transaction_lock(session: Session, name: str) -> None:
+    """Wait for the lock called ``name``, held until ``session``'s transaction ends.
+
+    For work that must not run twice at once against one database, from any process or
+    host: PostgreSQL takes a transaction-level advisory lock (released by the commit or
+    rollback, or by the server when the connection dies). SQLite needs none: call this
+    first in the transaction and make its first statement a write, and SQLite's own write
+    lock serialises the transactions (a second writer waits out the busy timeout).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:name))"),
+            {"ns": PG_LOCK_NAMESPACE, "name": name},
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -61,7 +61,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cbm import logs
-from cbm.db import session_scope, utcnow
+from cbm.db import PG_LOCK_NAMESPACE, session_scope, utcnow
 from cbm.models import JobRun, Source
 
 try:  # POSIX only; elsewhere SQLite falls back to a lock inside this process
@@ -73,9 +73,6 @@ log = logging.getLogger(__name__)
 
 #: How often a running job refreshes ``job_runs.heartbeat_at``.
 JOB_HEARTBEAT_SECONDS = 30
-#: First key of the two-key advisory lock: "CBM", so cbm's locks never meet another
-#: application's locks on a shared server.
-PG_LOCK_NAMESPACE = 0x43424D
 #: Interval schedules count from this instant, not from the scheduler's start: every
 #: scheduler fires at the same moments (``every 15m`` → :00, :15, :30, :45 UTC), so the
 #: lock decides between them and "next run" is the same everywhere.

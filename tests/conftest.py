@@ -9,6 +9,7 @@ an error, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,23 +40,31 @@ def _pg_admin_url() -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test session (dropped at the end)."""
+def pg_unavailable(reason: str) -> None:
+    """No usable PostgreSQL: a failure when CBM_REQUIRE_POSTGRES is set (CI), else a skip."""
+    if REQUIRE_PG:
+        pytest.fail(f"CBM_REQUIRE_POSTGRES is set but {reason}")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def throwaway_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty database ``<prefix>_<uuid>`` on the server of CBM_TEST_DATABASE_URL, its
+    URL yielded and the database dropped afterwards (its sessions terminated first).
+
+    Without a URL, or with a server that refuses us, the test skips; under
+    ``CBM_REQUIRE_POSTGRES=1`` (CI) it fails instead, so a missing server never passes silently.
+    """
     if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("CBM_REQUIRE_POSTGRES is set but CBM_TEST_DATABASE_URL is empty")
-        pytest.skip("PostgreSQL tests need CBM_TEST_DATABASE_URL")
+        pg_unavailable("PostgreSQL tests need CBM_TEST_DATABASE_URL")
     admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"cbm_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # the server is down or refuses us
         admin.dispose()
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL at {PG_URL} is required but unusable: {exc}")
-        pytest.skip(f"PostgreSQL unusable: {exc}")
+        pg_unavailable(f"PostgreSQL at {PG_URL} is unusable: {exc}")
     url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
@@ -70,6 +79,13 @@ def pg_server_url() -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (dropped at the end)."""
+    with throwaway_pg_database("cbm_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

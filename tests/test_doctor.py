@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from conftest import throwaway_pg_database
 from sqlalchemy.orm import Session
 
 from cbm.config import load_settings
@@ -262,28 +261,9 @@ def test_late_source_and_failed_check_are_warnings(instance: Path) -> None:
 
 @pytest.fixture()
 def throwaway_pg() -> Iterator[str]:
-    url = os.environ.get("CBM_TEST_DATABASE_URL", "").strip()
-    if not url:
-        pytest.skip("PostgreSQL tests need CBM_TEST_DATABASE_URL")
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"cbm_doctor_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    """A throwaway database (a failure, not a skip, without a server under CBM_REQUIRE_POSTGRES)."""
+    with throwaway_pg_database("cbm_doctor") as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -19,16 +19,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REQUIRE_PG
+from conftest import throwaway_pg_database
 from factories import activity
 from feed_server import Feed, csv_bytes
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, func, select
 
 from cbm.db import make_engine
 from cbm.models import Activity, ImportRun, JobRun, SchedulerHeartbeat
@@ -187,30 +185,9 @@ def two_schedulers_import_a_feed(env: dict[str, str], engine: Engine, logdir: Pa
 
 @pytest.fixture()
 def throwaway_pg() -> Iterator[str]:
-    url = os.environ.get("CBM_TEST_DATABASE_URL", "").strip()
-    if not url:
-        if REQUIRE_PG:  # CI: a missing server is a failure, not a skip
-            pytest.fail("CBM_REQUIRE_POSTGRES is set but CBM_TEST_DATABASE_URL is empty")
-        pytest.skip("PostgreSQL tests need CBM_TEST_DATABASE_URL")
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    admin = make_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"cbm_sched_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    """A throwaway database (a failure, not a skip, without a server under CBM_REQUIRE_POSTGRES)."""
+    with throwaway_pg_database("cbm_sched") as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from cbm.compliance.context import CheckContext, jsonable
 from cbm.compliance.registry import Candidate, Rule, select_rules
-from cbm.db import utcnow
+from cbm.db import transaction_lock, utcnow
 from cbm.models import CheckRun, Finding, FindingEvent
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,10 @@ def evaluate(ctx: CheckContext, rules: Sequence[Rule], scope: Scope) -> dict[str
     return out
 
 
+#: The lock every check holds (see :func:`run_check`).
+CHECK_LOCK = "compliance:check"
+
+
 def run_check(
     session: Session,
     scope: Scope | None = None,
@@ -194,8 +198,15 @@ def run_check(
 
     The caller owns the transaction; the check run row is written in it too. On an error
     the caller rolls back and records a failed run with :func:`record_failed_run`.
+
+    Checks run one at a time per database (:data:`CHECK_LOCK`, held until the caller's
+    commit): two checks at once (the nightly job and the one after an import, on two
+    schedulers, or the Checks page) would both insert the same new findings (one failing
+    on the unique key) and both resolve the same ones (two "resolved" events). Waiting
+    for the other check, this one then reads the findings it wrote.
     """
     scope = scope or Scope()
+    transaction_lock(session, CHECK_LOCK)
     started = time.perf_counter()
     now = utcnow()
     as_of = as_of or now
