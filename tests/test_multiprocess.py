@@ -66,9 +66,10 @@ SCHEDULES = "check:nightly=every 3s; trust:recompute=every 5s"
 #: Feed versions: one to start with, then a change every ~8 s of the run (at least 3).
 VERSIONS = max(3, int(SECONDS // 8) + 1)
 CLIENTS = 4
-#: Setup, draining and stopping, on top of the clients' time (the whole test stays ≤ 90 s
-#: with the default; a longer run gets proportionally longer).
-DEADLINE = SECONDS + 70
+#: Setup, draining and stopping, on top of the clients' time: about 45 s on a quiet machine,
+#: but gunicorn's start alone took 22 s on a loaded one, and CI runs another test worker
+#: beside this test; the bound is there to stop a hang, not to time the machine.
+DEADLINE = SECONDS + 130
 SOURCE = "feed"
 
 
