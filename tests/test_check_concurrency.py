@@ -94,3 +94,58 @@ def test_simultaneous_checks_run_one_after_the_other(engine: Engine) -> None:
     assert all(life == ["detected", "resolved", "reopened"] for life in lives.values()), {
         f: life for f, life in lives.items() if life != ["detected", "resolved", "reopened"]
     }
+
+
+def test_an_acknowledgement_during_a_check_is_kept(engine: Engine) -> None:
+    """An analyst acknowledges a finding while a check that changes it runs: the check
+    must read the finding after the analyst's commit, not write back the status it read
+    before (a lost update: the acknowledgement silently gone)."""
+    from cbm.models import Finding
+    from cbm.services.findings import acknowledge
+
+    rows = [activity(n) for n in range(1, 6)]
+    factory = make_session_factory(engine)
+    with Session(engine) as session:
+        assert upsert_records(session, "activities", rows).ok
+        session.commit()
+    check_now(factory, trigger="manual", trust=False)
+    # The next check sees other figures: every finding of these activities changes.
+    with Session(engine) as session:
+        bigger = [r | {"troops": "14000", "end_date": "2024-03-25"} for r in rows]
+        assert upsert_records(session, "activities", bigger).ok
+        session.commit()
+        target = session.scalars(
+            select(Finding).where(Finding.status == "open").order_by(Finding.id)
+        ).first()
+        assert target is not None, "the rows gave no open finding: the test exercises nothing"
+        target_id = target.id
+
+    analyst = Session(engine)
+    acknowledge(analyst, target_id, None, "Seen; the notification is on its way.")  # not committed
+    failures: list[str] = []
+
+    def check() -> None:
+        try:
+            check_now(factory, trigger="manual", trust=False)
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join(timeout=1.5)  # the check is now waiting for the analyst's row (or lock)
+    analyst.commit()
+    analyst.close()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and not failures, failures
+
+    with Session(engine) as session:
+        finding = session.get(Finding, target_id)
+        assert finding is not None
+        events = session.scalars(
+            select(FindingEvent.action)
+            .where(FindingEvent.finding_id == target_id)
+            .order_by(FindingEvent.id)
+        ).all()
+        assert finding.status == "acknowledged", (finding.status, events)
+        assert "changed" in events, events  # the check did change it, after the analyst
+        assert events.index("acknowledged") < events.index("changed"), events

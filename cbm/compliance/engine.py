@@ -298,11 +298,16 @@ def _sync(
         query = query.where(table.c.due_at >= start)
     if end:
         query = query.where(table.c.due_at <= end)
-    existing = {row.finding_key: row for row in session.execute(query)}
+    # FOR UPDATE (PostgreSQL; SQLite's write lock is already held): an analyst's action
+    # on one of these findings either commits before this read, or waits for the check's
+    # commit. Without it, an acknowledgement made meanwhile was overwritten by the status
+    # read here (a lost update).
+    existing = {row.finding_key: row for row in session.execute(query.with_for_update())}
     # Keys detected now but stored outside the scope filters above (e.g. a due date moved).
     missing_keys = [k for k in wanted if k not in existing]
     for keys in _chunks(missing_keys, 500):
-        for row in session.execute(select(*columns).where(table.c.finding_key.in_(keys))):
+        stmt = select(*columns).where(table.c.finding_key.in_(keys)).with_for_update()
+        for row in session.execute(stmt):
             existing[row.finding_key] = row
     counts = {"new": 0, "updated": 0, "reopened": 0, "resolved": 0}
     events: list[dict[str, Any]] = []
