@@ -7,13 +7,22 @@ CLI command, a job) open one with :func:`session_scope` and commit once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How long the record of a run's end waits for a database that went away (a restart).
+RECONNECT_SECONDS = 120.0
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -126,3 +135,42 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """The database went away under us (a restart, a dropped connection), as opposed to a
+    statement it refused: retrying the whole transaction later may succeed."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError) and getattr(exc, "orig", None) is not None
+
+
+def connection_lost_reason(exc: BaseException) -> str:
+    """``the database connection was lost: <the driver's first line>``, for a run's message."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return f"the database connection was lost ({first})"
+
+
+def retry_while_unreachable(
+    work: Callable[[], T], what: str, *, seconds: float = RECONNECT_SECONDS, wait: float = 0.5
+) -> T:
+    """Run ``work`` (a whole transaction) again while the database is unreachable.
+
+    For the writes that record how something ended (a failed run, a job's end): after a
+    PostgreSQL restart the first attempts fail until the server accepts connections again,
+    and giving up at once would leave the run "running", to be called "interrupted" with a
+    wrong reason by the next process. Other errors, and the last attempt's, are raised.
+    """
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            attempt += 1
+            if not is_connection_lost(exc) or time.monotonic() + wait > deadline:
+                raise
+            if attempt == 1:
+                log.warning("%s: the database is unreachable; retrying for %g s", what, seconds)
+            time.sleep(min(wait * attempt, 5.0))
