@@ -389,7 +389,9 @@ def fetch_and_import(
     1. Open the location with the source's bookkeeping
        (:func:`importers.locations.open_location`): a conditional HTTP request, the last
        checksum, the drop-folder files already imported. Nothing new (HTTP 304, the same
-       checksum, only known files): no import run, the outcome is ``unchanged``.
+       checksum, only known files): no import run, the outcome is ``unchanged`` — a
+       failure when the source's last import run failed or was rejected (the same bad
+       bytes again), which keeps its ``last_error`` and ``last_success_at``.
     2. A location that cannot be read at all (missing folder, HTTP error after retries) is a
        failure of the pass, recorded on the source (``last_error``), without an import run.
     3. Otherwise :func:`cbm.services.imports.run_import` imports each payload as a run.
@@ -435,6 +437,14 @@ def fetch_and_import(
             first, problem = None, str(exc)
         else:
             problem = None
+        last_run = None
+        if first is None and problem is None:
+            last_run = session.execute(
+                select(ImportRun.id, ImportRun.status)
+                .where(ImportRun.source_id == snap.id)
+                .order_by(ImportRun.id.desc())
+                .limit(1)
+            ).first()
         # End this read transaction before the import writes (on SQLite a transaction that
         # began as a read cannot write once another connection has committed).
     if problem is not None:
@@ -446,6 +456,15 @@ def fetch_and_import(
         )
         _record_pass(session_factory, snap.id, error=message)
         return SourceImportOutcome(snap.name, message, failed=True)
+    if first is None and last_run is not None and last_run.status in _FAILED:
+        # The same bytes as a run that failed (a feed still serving its error page): not a
+        # success. The source keeps its last error and its last success until they change.
+        verb = "failed" if last_run.status == "failed" else f"was {last_run.status}"
+        message = (
+            f"unchanged since import run {last_run.id}, which {verb}; the source keeps its "
+            "error until the location serves something else"
+        )
+        return SourceImportOutcome(snap.name, message, unchanged=True, failed=True)
     if first is None:
         _record_pass(session_factory, snap.id, error=None)
         return SourceImportOutcome(snap.name, UNCHANGED, unchanged=True)
