@@ -284,7 +284,8 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _as_postgres(self, *args: str, timeout: float = 120) -> None:
-        command = [*_RUN_AS_POSTGRES, *args]
+        # PostgreSQL refuses to run as root: as root, run it as the postgres OS user.
+        command = [*(_RUN_AS_POSTGRES if os.geteuid() == 0 else []), *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"{' '.join(args)}: {done.stdout}\n{done.stderr}"
 
@@ -336,10 +337,11 @@ def pg_cluster(bin_dir: Path) -> Iterator[PgCluster]:
     import pwd
     import tempfile
 
-    owner = pwd.getpwnam("postgres")
     # Not under pytest's tmp_path: its parents are private to root.
     folder = Path(tempfile.mkdtemp(prefix="cbm-faults-pg-"))
-    os.chown(folder, owner.pw_uid, owner.pw_gid)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
     cluster = PgCluster(bin_dir, folder)
     try:
         cluster.init()
