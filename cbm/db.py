@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 #: How long the record of a run's end waits for a database that went away (a restart).
 RECONNECT_SECONDS = 120.0
+_SERVER_GOING = frozenset({"57P01", "57P02", "57P03"})
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -140,9 +141,17 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def is_connection_lost(exc: BaseException) -> bool:
     """The database went away under us (a restart, a dropped connection), as opposed to a
     statement it refused: retrying the whole transaction later may succeed."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
         return True
-    return isinstance(exc, OperationalError) and getattr(exc, "orig", None) is not None
+    if not isinstance(exc, OperationalError) or exc.orig is None:
+        return False
+    # psycopg: no SQLSTATE (the client could not connect or lost the socket), class 08
+    # (connection exception) or 57P01-03 (the server shutting down or starting). Not a
+    # serialization failure or a cancelled statement; never SQLite's errors (no sqlstate).
+    state = getattr(exc.orig, "sqlstate", "none")
+    return state is None or str(state).startswith("08") or state in _SERVER_GOING
 
 
 def connection_lost_reason(exc: BaseException) -> str:
