@@ -364,6 +364,53 @@ def test_postgresql_restart_during_a_scheduled_import(
     assert beats == 1
 
 
+def test_only_a_lost_connection_is_waited_out():
+    """The end of a run is written again while the server is away (a restart), never for a
+    statement the server refused: that one is raised at once."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from cbm.db import connection_lost_reason, retry_while_unreachable
+
+    gone = OperationalError(
+        "UPDATE", {}, psycopg.errors.AdminShutdown("terminating connection\nDETAIL: …")
+    )
+    calls: list[int] = []
+
+    def restarting() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise gone
+        return "recorded"
+
+    assert retry_while_unreachable(restarting, "test", wait=0.01) == "recorded"
+    assert len(calls) == 3
+    assert connection_lost_reason(gone) == (
+        "the database connection was lost (terminating connection)"
+    )
+    for refused in (
+        OperationalError("UPDATE", {}, psycopg.errors.SerializationFailure("serialize")),
+        OperationalError("UPDATE", {}, sqlite3.OperationalError("locked")),
+    ):
+        calls.clear()
+
+        def fails(error: Exception = refused) -> None:
+            calls.append(1)
+            raise error
+
+        with pytest.raises(OperationalError):
+            retry_while_unreachable(fails, "test", wait=0.01)
+        assert len(calls) == 1
+
+    def never_back() -> None:
+        raise gone
+
+    with pytest.raises(OperationalError):  # and not for ever
+        retry_while_unreachable(never_back, "test", seconds=0.1, wait=0.01)
+
+
 # --- 3. a full disk under cbm export and cbm backup --------------------------------------
 
 LIMIT = 64 * 1024  # bytes a file may reach in the export process (SQLite's -shm is 32 KiB)
