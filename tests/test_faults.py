@@ -54,6 +54,7 @@ ROWS = int(os.environ.get("CBM_FAULT_ROWS", "12000"))
 CHUNK = 100  # rows per batch of the killed import: many commits to land between
 PG_ROWS = int(os.environ.get("CBM_FAULT_PG_ROWS", "2400"))
 PG_BATCH = 100  # rows per transaction of the import cut by the PostgreSQL restart
+CUT_AFTER = 2 * PG_BATCH  # rows stored when the server is stopped: most of the feed is left
 PG_DOWN = float(os.environ.get("CBM_FAULT_PG_DOWN", "2"))  # seconds the server stays down
 
 
@@ -297,12 +298,12 @@ def test_postgresql_restart_during_a_scheduled_import(
                 def cut_point() -> int | None:
                     found = inst.rows(
                         select(ImportRun.id).where(
-                            ImportRun.status == "running", ImportRun.rows_read >= 3 * PG_BATCH
+                            ImportRun.status == "running", ImportRun.rows_read >= CUT_AFTER
                         )
                     )
                     return found[0][0] if found else None
 
-                cut = wait_for(cut_point, 60, f"{3 * PG_BATCH} rows of the first import", logs)
+                cut = wait_for(cut_point, 60, f"{CUT_AFTER} rows of the first import", logs)
                 inst.engine.dispose()  # our own connections die with the server too
                 cluster.stop("fast")
                 time.sleep(PG_DOWN)
@@ -344,7 +345,7 @@ def test_postgresql_restart_during_a_scheduled_import(
     assert first.id == cut and first.status == "failed", (first.status, first.message)
     assert first.message.startswith("the database connection was lost ("), first.message
     assert f"the {first.rows_read:,} rows of the batches before it were stored" in first.message
-    assert first.rows_read % PG_BATCH == 0 and 3 * PG_BATCH <= first.rows_read < PG_ROWS
+    assert first.rows_read % PG_BATCH == 0 and CUT_AFTER <= first.rows_read < PG_ROWS
     assert first.rows_inserted == first.rows_read
     # The runs after it: maybe one more cut (a tick while the server came back), then one
     # that completes the feed: what was stored comes back unchanged, the rest is inserted.
