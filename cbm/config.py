@@ -38,6 +38,20 @@ def _parse_int(raw: str) -> int:
     return value
 
 
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _parse_seconds(raw: str) -> float:
+    value = float(raw.strip())
+    if not 0 < value <= 86400:
+        raise ValueError("expected a number of seconds above 0 and at most 86400")
+    return value
+
+
 def _parse_port(raw: str) -> int:
     value = _parse_int(raw)
     if not 1 <= value <= 65535:
@@ -192,6 +206,24 @@ SETTINGS: tuple[Setting, ...] = (
         "50",
         "Largest accepted upload, in MiB.",
     ),
+    Setting(
+        "CBM_FETCH_TIMEOUT",
+        _parse_seconds,
+        "60",
+        "Seconds a source's HTTP(S) feed may stay silent before an attempt times out.",
+    ),
+    Setting(
+        "CBM_FETCH_RETRIES",
+        _parse_int,
+        "3",
+        "Further attempts at a feed after a timeout, a lost connection, HTTP 5xx or 429.",
+    ),
+    Setting(
+        "CBM_IMPORT_BATCH_ROWS",
+        _parse_positive_int,
+        "50000",
+        "Rows per transaction of an import from a source (scheduled or `cbm source run`).",
+    ),
 )
 
 
@@ -214,6 +246,9 @@ class Settings:
     ratelimit_storage: str = "memory://"
     session_hours: int = 12
     trusted_proxies: int = 0
+    fetch_timeout: float = 60.0
+    fetch_retries: int = 3
+    import_batch_rows: int = 50_000
 
     @property
     def is_sqlite(self) -> bool:
@@ -294,6 +329,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         "ratelimit_storage": raw["CBM_RATELIMIT_STORAGE"],
         "session_hours": raw["CBM_SESSION_HOURS"],
         "trusted_proxies": raw["CBM_TRUSTED_PROXIES"],
+        "fetch_timeout": raw["CBM_FETCH_TIMEOUT"],
+        "fetch_retries": raw["CBM_FETCH_RETRIES"],
+        "import_batch_rows": raw["CBM_IMPORT_BATCH_ROWS"],
         "database_url": raw.get("CBM_DATABASE_URL") or f"sqlite:///{instance_dir / 'cbm.sqlite3'}",
         "secret_key": raw.get("CBM_SECRET_KEY", ""),
     }

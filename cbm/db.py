@@ -7,13 +7,23 @@ CLI command, a job) open one with :func:`session_scope` and commit once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How long the record of a run's end waits for a database that went away (a restart).
+RECONNECT_SECONDS = 120.0
+_SERVER_GOING = frozenset({"57P01", "57P02", "57P03"})
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -155,3 +165,50 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """The database went away under us (a restart, a dropped connection), as opposed to a
+    statement it refused: retrying the whole transaction later may succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError) or exc.orig is None:
+        return False
+    # psycopg: no SQLSTATE (the client could not connect or lost the socket), class 08
+    # (connection exception) or 57P01-03 (the server shutting down or starting). Not a
+    # serialization failure or a cancelled statement; never SQLite's errors (no sqlstate).
+    state = getattr(exc.orig, "sqlstate", "none")
+    return state is None or str(state).startswith("08") or state in _SERVER_GOING
+
+
+def connection_lost_reason(exc: BaseException) -> str:
+    """``the database connection was lost: <the driver's first line>``, for a run's message."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return f"the database connection was lost ({first})"
+
+
+def retry_while_unreachable(
+    work: Callable[[], T], what: str, *, seconds: float = RECONNECT_SECONDS, wait: float = 0.5
+) -> T:
+    """Run ``work`` (a whole transaction) again while the database is unreachable.
+
+    For the writes that record how something ended (a failed run, a job's end): after a
+    PostgreSQL restart the first attempts fail until the server accepts connections again,
+    and giving up at once would leave the run "running", to be called "interrupted" with a
+    wrong reason by the next process. Other errors, and the last attempt's, are raised.
+    """
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            attempt += 1
+            if not is_connection_lost(exc) or time.monotonic() + wait > deadline:
+                raise
+            if attempt == 1:
+                log.warning("%s: the database is unreachable; retrying for %g s", what, seconds)
+            time.sleep(min(wait * attempt, 5.0))

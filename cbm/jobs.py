@@ -61,7 +61,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cbm import logs
-from cbm.db import PG_LOCK_NAMESPACE, session_scope, utcnow
+from cbm.db import PG_LOCK_NAMESPACE, retry_while_unreachable, session_scope, utcnow
 from cbm.models import JobRun, Source
 
 try:  # POSIX only; elsewhere SQLite falls back to a lock inside this process
@@ -772,13 +772,18 @@ def _run_recorded(
         result = JobResult(message=f"{type(exc).__name__}: {exc}", failed=True)
         status = "failed"
     message = _short(result.message)
-    try:
+
+    def record() -> None:
         with session_scope(session_factory) as session:
             session.execute(
                 update(JobRun)
                 .where(JobRun.id == run_id)
                 .values(status=status, finished_at=utcnow(), heartbeat_at=utcnow(), message=message)
             )
+
+    try:
+        # Waits out a database restart, so the run keeps its own reason.
+        retry_while_unreachable(record, f"job {job_id}: recording the end of run {run_id}")
     except Exception:
         # The row stays "running"; the next holder of the lock marks it interrupted.
         log.exception("job %s: could not record the end of run %s", job_id, run_id)

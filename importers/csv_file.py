@@ -59,6 +59,23 @@ def _batches(chunk: pd.DataFrame, first_row_number: int, kind: str) -> Iterator[
     yield from runs(chunk, first_row_number, kind)
 
 
+def _check_some_contract_column(names: list[str], kind: str, what: str) -> None:
+    """A first line that names no column of its kind is not a contract header: most often an
+    HTML error page or a truncated answer served with a 200 by a feed. Without this, such an
+    answer with no further line would pass as an empty, successful import."""
+    from cbm import contract
+
+    spec = contract.FILES[kind]
+    if set(names) & set(spec.columns):
+        return
+    shown = ", ".join(repr(n[:40]) for n in names[:3]) + (", …" if len(names) > 3 else "")
+    raise ImportFormatError(
+        f"{what}: the first line ({shown}) names none of the columns of {kind} "
+        f"({', '.join(spec.key)}, …), so it is not a contract CSV header; is it an error "
+        "page or a file of another kind?"
+    )
+
+
 class CSVImporter(Importer):
     """Reads contract CSV files in chunks, every cell as text."""
 
@@ -86,6 +103,7 @@ class CSVImporter(Importer):
                 "(in Excel: save as 'CSV UTF-8 (comma delimited)')."
             )
         kind = resolve_kind(kind, payload.name, names, payload.name)
+        _check_some_contract_column(names, kind, payload.name)
         yield from self._read(payload, names, kind, chunk_size)
 
     # -- the pass over the bytes -----------------------------------------------------------

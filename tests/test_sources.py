@@ -539,7 +539,14 @@ def test_rejected_rows_fail_the_job_and_the_same_bytes_are_not_retried(
         assert not outcome.wrote_rows
         session.refresh(source)
         assert source.last_error and "rejected" in source.last_error
-        assert run_registered(session_factory, "import:strict").message == "unchanged"
+        # Not read again, and not a success either: the source keeps its error.
+        error = source.last_error
+        again = run_registered(session_factory, "import:strict")
+        assert again.status == "failed"
+        assert again.message.startswith("unchanged since import run ")
+        assert "which was rejected" in again.message
+        session.refresh(source)
+        assert source.last_error == error and source.last_success_at is None
     assert len(_import_runs(session, source)) == 1
     assert _activity_ids(session) == {}
 

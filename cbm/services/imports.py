@@ -64,7 +64,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cbm import contract, logs
 from cbm.contract import ContractFile
-from cbm.db import session_scope, utcnow
+from cbm.db import (
+    connection_lost_reason,
+    is_connection_lost,
+    retry_while_unreachable,
+    session_scope,
+    utcnow,
+)
 from cbm.models import AuditEvent, ImportRejection, ImportRun, User
 from cbm.services import run_liveness
 from cbm.services.bulk import bulk_insert, bulk_update_by_id
@@ -424,8 +430,13 @@ def _write_payload(
         )
         raise
     except Exception as exc:
-        log.exception("import run %s failed", run_id)
-        _fail(factory, state, f"unexpected error: {type(exc).__name__}: {exc}")
+        if is_connection_lost(exc):
+            # A restart of the server, not a bug: say so (the failed batch was rolled back).
+            log.warning("import run %s failed: %s", run_id, connection_lost_reason(exc))
+            _fail(factory, state, connection_lost_reason(exc))
+        else:
+            log.exception("import run %s failed", run_id)
+            _fail(factory, state, f"unexpected error: {type(exc).__name__}: {exc}")
     state.report("end", 0)
     log.info(
         "import run %s %s: %s read, %s inserted, %s updated, %s rejected",
@@ -853,8 +864,13 @@ def _finish(
         values.update(_counts(outcome, state.opts.kind))
     elif outcome.kinds:
         values["kind"] = _kind_label(outcome.kinds, state.opts.kind)
-    with session_scope(factory) as session:
-        session.execute(update(ImportRun).where(ImportRun.id == state.run_id).values(**values))
+
+    def record() -> None:
+        with session_scope(factory) as session:
+            session.execute(update(ImportRun).where(ImportRun.id == state.run_id).values(**values))
+
+    # Waits out a database restart, so the run ends with its own reason, not "interrupted".
+    retry_while_unreachable(record, f"import run {state.run_id}: recording its end")
     outcome.status, outcome.message = status, message
 
 

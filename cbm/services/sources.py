@@ -29,7 +29,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cbm import contract
-from cbm.db import session_scope, utcnow
+from cbm.db import retry_while_unreachable, session_scope, utcnow
 from cbm.jobs import UNCHANGED, ScheduleError, normalize_schedule
 from cbm.models import AuditEvent, ImportRun, Source
 from cbm.services import imports
@@ -361,18 +361,37 @@ class _SourceSnapshot:
     all_or_nothing: bool
 
 
+def fetch_policy() -> Any:
+    """The limits for reading a source's feed: :class:`importers.locations.FetchPolicy` with
+    ``CBM_FETCH_TIMEOUT`` (read timeout, and connect timeout up to 10 s) and
+    ``CBM_FETCH_RETRIES`` applied, so an operator can shorten a hanging feed's failure."""
+    from cbm.config import read_setting
+    from importers.locations import FetchPolicy
+
+    timeout = float(read_setting("CBM_FETCH_TIMEOUT"))
+    return FetchPolicy(
+        connect_timeout=min(FetchPolicy.connect_timeout, timeout),
+        read_timeout=timeout,
+        retries=int(read_setting("CBM_FETCH_RETRIES")),
+    )
+
+
 def fetch_and_import(
     session_factory: sessionmaker[Session],
     source_name: str,
     *,
     user_id: int | None = None,
+    policy: Any = None,
+    chunk_size: int | None = None,
 ) -> SourceImportOutcome:
     """Read a source and import what changed (the work of job ``import:<name>``).
 
     1. Open the location with the source's bookkeeping
        (:func:`importers.locations.open_location`): a conditional HTTP request, the last
        checksum, the drop-folder files already imported. Nothing new (HTTP 304, the same
-       checksum, only known files): no import run, the outcome is ``unchanged``.
+       checksum, only known files): no import run, the outcome is ``unchanged`` — a
+       failure when the source's last import run failed or was rejected (the same bad
+       bytes again), which keeps its ``last_error`` and ``last_success_at``.
     2. A location that cannot be read at all (missing folder, HTTP error after retries) is a
        failure of the pass, recorded on the source (``last_error``), without an import run.
     3. Otherwise :func:`cbm.services.imports.run_import` imports each payload as a run.
@@ -380,14 +399,20 @@ def fetch_and_import(
        (:func:`importers.locations.mark_imported`: ETag, Last-Modified and checksum for a
        feed, path and checksum for a file) and ``last_success_at``/``last_error`` are set.
 
+    ``policy`` (a :class:`importers.locations.FetchPolicy`) and ``chunk_size`` (rows per
+    transaction) default to :func:`fetch_policy` and ``CBM_IMPORT_BATCH_ROWS``.
+
     The caller holds the job's lock, so no other process reads this source meanwhile. If
     the process dies between 3 and 4, the next pass imports the same payload again: its rows
     come back ``unchanged`` (the import is an upsert by natural key), nothing is doubled.
     """
+    from cbm.config import read_setting
     from cbm.services.imports import run_import
     from importers.base import ImportFormatError, Payload
     from importers.locations import open_location
 
+    policy = policy or fetch_policy()
+    chunk_size = chunk_size or int(read_setting("CBM_IMPORT_BATCH_ROWS"))
     notes: list[str] = []
     with session_scope(session_factory) as session:
         source = session.scalar(select(Source).where(Source.name == source_name))
@@ -403,13 +428,23 @@ def fetch_and_import(
             source.kind,
             source.all_or_nothing,
         )
-        payloads = open_location(snap.location, source=source, session=session, notes=notes)
+        payloads = open_location(
+            snap.location, source=source, session=session, policy=policy, notes=notes
+        )
         try:
             first = next(payloads, None)
         except (ImportFormatError, OSError) as exc:
             first, problem = None, str(exc)
         else:
             problem = None
+        last_run = None
+        if first is None and problem is None:
+            last_run = session.execute(
+                select(ImportRun.id, ImportRun.status)
+                .where(ImportRun.source_id == snap.id)
+                .order_by(ImportRun.id.desc())
+                .limit(1)
+            ).first()
         # End this read transaction before the import writes (on SQLite a transaction that
         # began as a read cannot write once another connection has committed).
     if problem is not None:
@@ -421,6 +456,15 @@ def fetch_and_import(
         )
         _record_pass(session_factory, snap.id, error=message)
         return SourceImportOutcome(snap.name, message, failed=True)
+    if first is None and last_run is not None and last_run.status in _FAILED:
+        # The same bytes as a run that failed (a feed still serving its error page): not a
+        # success. The source keeps its last error and its last success until they change.
+        verb = "failed" if last_run.status == "failed" else f"was {last_run.status}"
+        message = (
+            f"unchanged since import run {last_run.id}, which {verb}; the source keeps its "
+            "error until the location serves something else"
+        )
+        return SourceImportOutcome(snap.name, message, unchanged=True, failed=True)
     if first is None:
         _record_pass(session_factory, snap.id, error=None)
         return SourceImportOutcome(snap.name, UNCHANGED, unchanged=True)
@@ -451,18 +495,22 @@ def fetch_and_import(
         source_name=snap.name,
         location=snap.location,
         user_id=user_id,
+        chunk_size=chunk_size,
     )
     failed_runs = [run for run in result.runs if run.status in _FAILED]
     message = _summary(result, notes)
-    with session_scope(session_factory) as session:
-        _record_pass_in(session, snap.id, error=message if failed_runs else None)
-        source = session.get(Source, snap.id)
-        if source is not None:
-            for payload, run in zip(read, result.runs, strict=False):
-                if run.status in _SETTLED and not (run.message or "").startswith(
-                    "unexpected error"
-                ):
-                    mark_imported(session, source, payload, run.run_id)
+
+    def record() -> None:
+        with session_scope(session_factory) as session:
+            _record_pass_in(session, snap.id, error=message if failed_runs else None)
+            source = session.get(Source, snap.id)
+            if source is not None:
+                for payload, run in zip(read, result.runs, strict=False):
+                    if run.status in _SETTLED and not _read_again(run.message):
+                        mark_imported(session, source, payload, run.run_id)
+
+    # After a database restart the runs' ends were recorded once it was back; so is this.
+    retry_while_unreachable(record, f"source {snap.name}: recording the pass")
     return SourceImportOutcome(
         snap.name,
         message,
@@ -470,6 +518,12 @@ def fetch_and_import(
         wrote_rows=(result.inserted + result.updated) > 0,
         run_ids=[run.run_id for run in result.runs],
     )
+
+
+def _read_again(message: str | None) -> bool:
+    """A run that failed for a reason of ours (a bug, a lost database connection), not of the
+    payload's: the same bytes are read again on the next pass."""
+    return (message or "").startswith(("unexpected error", "the database connection was lost"))
 
 
 def mark_imported(session: Session, source: Source, payload: Any, run_id: int) -> None:
