@@ -772,13 +772,17 @@ def _run_recorded(
         result = JobResult(message=f"{type(exc).__name__}: {exc}", failed=True)
         status = "failed"
     message = _short(result.message)
+    # When the job ended, not when the end could be written: across a database restart
+    # the write waits for the server, and another scheduler may meanwhile take the lock
+    # (the restart dropped it) and start a run, which must not seem to overlap this one.
+    finished = utcnow()
 
     def record() -> None:
         with session_scope(session_factory) as session:
             session.execute(
                 update(JobRun)
                 .where(JobRun.id == run_id)
-                .values(status=status, finished_at=utcnow(), heartbeat_at=utcnow(), message=message)
+                .values(status=status, finished_at=finished, heartbeat_at=finished, message=message)
             )
 
     try:

@@ -206,6 +206,38 @@ def test_fuzz_csv_through_run_import(
     import_and_check(seeded, drawn, "csv" if named else None, aon)
 
 
+@pytest.mark.parametrize("aon", [False, True])
+def test_a_nul_in_a_header_cell_is_a_stored_rejection(
+    seeded: tuple[Connection, Snapshot], aon: bool
+) -> None:
+    """Found by the fuzzer: a NUL spliced into the header made the rejection rows
+    unstorable on PostgreSQL (text holds no NUL) and the run "unexpected error"."""
+    rows = FACTORIES["activities"](1)
+    header = ",".join(rows)
+    body = ",".join(str(v) for v in rows.values())
+    drawn = Drawn(
+        name="activities.csv",
+        content=f"\x00{header}\r\n{body}\r\n".encode(),
+        fmt="csv",
+        kind="activities",
+        recipe=["activities x1", "bytes:splice@0"],
+    )
+    conn, before = seeded
+    with example(conn) as factory:
+        payload = Payload(name=drawn.name, content=drawn.content)
+        outcome = run_import(factory, [payload], all_or_nothing=aon).runs[0]
+        message = outcome.message or ""
+        assert not message.startswith("unexpected error"), message
+        # No row is usable (its header names no known column): refused, nothing changed.
+        assert outcome.status == REJECTED, (outcome.status, message)
+        assert snapshot(factory) == before
+        with factory() as session:
+            reasons = session.scalars(
+                select(ImportRejection.reason).where(ImportRejection.run_id == outcome.run_id)
+            ).all()
+    assert any("\\x00activity_id" in r for r in reasons), reasons
+
+
 @FUZZ
 @given(drawn=xlsx_payloads(), aon=st.booleans(), named=st.booleans())
 def test_fuzz_xlsx_through_run_import(

@@ -644,12 +644,18 @@ def _rejection_rows(
                 "run_id": state.run_id,
                 "kind": kind,
                 "row_number": e.row,
-                "column": (e.column or None) and e.column[:100],
-                "value": None if e.value is None else str(e.value),
-                "reason": e.reason,
+                "column": _storable((e.column or None) and e.column[:100]),
+                "value": _storable(None if e.value is None else str(e.value)),
+                "reason": _storable(e.reason),
             }
         )
     return rows, dropped
+
+
+def _storable(text: str | None) -> str | None:
+    """Rejected text as it can be stored and shown: PostgreSQL text holds no NUL (a header
+    cell of a damaged file may), so a NUL is written as the four characters ``\\x00``."""
+    return text.replace("\x00", "\\x00") if text and "\x00" in text else text
 
 
 def _store_rejections(session: Session, state: _RunState, rows: list[dict[str, Any]]) -> None:
