@@ -469,7 +469,11 @@ def import_source(ctx: JobContext, source_name: str) -> JobResult:
 # --- locks ----------------------------------------------------------------------------
 
 
-class _Lock:
+class NamedLock:
+    """A non-blocking lock by name, held across processes and hosts that share the database
+    (a PostgreSQL advisory lock, or a file lock beside an SQLite file); public because the
+    import runs' liveness (:mod:`cbm.services.run_liveness`) holds them too."""
+
     def acquire(self) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -477,7 +481,7 @@ class _Lock:
         raise NotImplementedError
 
 
-class _PgAdvisoryLock(_Lock):
+class PgAdvisoryLock(NamedLock):
     """A session-level advisory lock on a connection of its own, held for the whole run."""
 
     def __init__(self, engine: Engine, job_id: str) -> None:
@@ -518,7 +522,7 @@ class _PgAdvisoryLock(_Lock):
             conn.close()
 
 
-class _FileLock(_Lock):
+class FileLock(NamedLock):
     """An exclusive, non-blocking ``flock`` on a file per job (SQLite)."""
 
     def __init__(self, path: Path) -> None:
@@ -556,7 +560,7 @@ _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_LOCKS_GUARD = threading.Lock()
 
 
-class _LocalLock(_Lock):
+class LocalLock(NamedLock):
     """In-memory SQLite (or no fcntl): only this process can use the database anyway."""
 
     def __init__(self, key: str) -> None:
@@ -588,20 +592,20 @@ def lock_file(database: str, job_id: str) -> Path:
     return db_path.parent / "locks" / f"{db_path.name}.{slug}.{digest}.lock"
 
 
-def job_lock(session_factory: sessionmaker[Session], job_id: str) -> _Lock:
+def job_lock(session_factory: sessionmaker[Session], job_id: str) -> NamedLock:
     return engine_lock(factory_engine(session_factory), job_id)
 
 
-def engine_lock(engine: Engine, name: str) -> _Lock:
+def engine_lock(engine: Engine, name: str) -> NamedLock:
     """The lock called ``name`` for every process using ``engine``'s database (not taken)."""
     if engine.dialect.name == "postgresql":
-        return _PgAdvisoryLock(engine, name)
+        return PgAdvisoryLock(engine, name)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if not database or database == ":memory:" or fcntl is None:
-            return _LocalLock(f"{id(engine)}:{name}")
-        return _FileLock(lock_file(database, name))
-    return _LocalLock(f"{engine.url}:{name}")  # pragma: no cover - other backends
+            return LocalLock(f"{id(engine)}:{name}")
+        return FileLock(lock_file(database, name))
+    return LocalLock(f"{engine.url}:{name}")  # pragma: no cover - other backends
 
 
 # --- running a job --------------------------------------------------------------------

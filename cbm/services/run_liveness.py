@@ -21,7 +21,7 @@ import logging
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cbm.jobs import _FileLock, _LocalLock, _Lock, engine_lock, factory_engine
+from cbm.jobs import FileLock, LocalLock, NamedLock, engine_lock, factory_engine
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,12 @@ def lock_name(run_id: int) -> str:
     return f"import-run:{run_id}"
 
 
-def _lock(engine: Engine, run_id: int) -> _Lock | None:
+def _lock(engine: Engine, run_id: int) -> NamedLock | None:
     lock = engine_lock(engine, lock_name(run_id))
-    return None if isinstance(lock, _LocalLock) else lock
+    return None if isinstance(lock, LocalLock) else lock
 
 
-def hold(factory: sessionmaker[Session], run_id: int) -> _Lock | None:
+def hold(factory: sessionmaker[Session], run_id: int) -> NamedLock | None:
     """Take the lock of a run this process is about to run (None: could not, logged)."""
     try:
         lock = _lock(factory_engine(factory), run_id)
@@ -49,7 +49,7 @@ def hold(factory: sessionmaker[Session], run_id: int) -> _Lock | None:
     return None
 
 
-def release(lock: _Lock | None) -> None:
+def release(lock: NamedLock | None) -> None:
     """Release a run's lock once its final status is committed (and drop its lock file)."""
     if lock is None:
         return
@@ -60,10 +60,10 @@ def release(lock: _Lock | None) -> None:
     _forget(lock)
 
 
-def _forget(lock: _Lock) -> None:
+def _forget(lock: NamedLock) -> None:
     # The run is over: nobody needs the file again (a checker that still opens it finds the
     # lock free and the run no longer running, which changes nothing).
-    if isinstance(lock, _FileLock):
+    if isinstance(lock, FileLock):
         with contextlib.suppress(OSError):
             lock.path.unlink()
 
