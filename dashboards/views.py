@@ -1054,6 +1054,16 @@ def overview() -> Any:
     )
 
 
+@bp.get("/trust_scores.csv", endpoint="trust_scores")
+def trust_scores() -> Response:
+    """Every trust score of the latest trust run behind these pages, with the filters of
+    ``cbm export trust_scores`` (level, subject or state, year, signal; ``format``): the
+    numbers of every chart, in one file, through the common export path."""
+    from cbm.web.exports import export_response
+
+    return export_response("trust_scores", request.args)
+
+
 @bp.get("/<chart>.csv", endpoint="overview_csv")
 def overview_csv(chart: str) -> Any:
     if chart not in OVERVIEW_CHARTS:

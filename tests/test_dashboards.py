@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import re
+from urllib.parse import parse_qsl
 
 import pytest
 from factories import make
@@ -508,3 +509,46 @@ def test_page_cache_is_a_bounded_lru_keyed_by_version() -> None:
     assert built == ["a", "b", "c", "b2", "c2"]
     off = PageCache(size=0)
     assert off.get_or_build("a", (1,), build("x")) == "x" and len(off) == 0
+
+
+def test_every_dashboard_links_its_trust_scores_download(signed_in, scored, session) -> None:
+    """The numbers behind every chart, in one file per page: the overview's year, the
+    region's or the State's scores, through the export of ``cbm export trust_scores``."""
+    import html as html_lib
+
+    from cbm.services.export_lists import TRUST_COLUMNS, build_job, iter_bytes
+
+    client = signed_in("viewer")
+    pages = {
+        "/dashboards/?year=2023": {"year": "2023"},
+        "/dashboards/regions/baltic?year=2023": {
+            "level": "region",
+            "subject": "baltic",
+            "year": "2023",
+        },
+        "/dashboards/states/LVA?year=2023": {"level": "state", "state": "LVA", "year": "2023"},
+    }
+    for page, expected in pages.items():
+        body = client.get(page).get_data(as_text=True)
+        match = re.search(r'<a href="([^"]+)" data-test="trust-scores-csv"', body)
+        assert match, f"{page} has no trust scores download"
+        url = html_lib.unescape(match.group(1))
+        path, _, query = url.partition("?")
+        assert path == "/dashboards/trust_scores.csv", url
+        assert dict(parse_qsl(query)) == expected, url
+        response = client.get(url)
+        assert response.status_code == 200 and response.mimetype == "text/csv", url
+        rows = csv_rows(response)
+        assert tuple(rows[0]) == TRUST_COLUMNS
+        assert len(rows) > 1, f"{url}: no scores"
+        year = TRUST_COLUMNS.index("year")
+        assert {r[year] for r in rows[1:]} == {"2023"}, url
+        if "level" in expected:
+            level, subject = TRUST_COLUMNS.index("level"), TRUST_COLUMNS.index("subject")
+            want = expected.get("subject") or expected["state"]
+            assert {(r[level], r[subject]) for r in rows[1:]} == {(expected["level"], want)}
+        # The same bytes as the service gives for those filters.
+        job = build_job(session, "trust_scores", expected)
+        assert response.get_data() == b"".join(iter_bytes(session, job)), url
+    bad = client.get("/dashboards/trust_scores.csv?year=20x3")
+    assert bad.status_code == 400 and "year" in bad.get_data(as_text=True)
