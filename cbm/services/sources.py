@@ -31,9 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from cbm import contract
 from cbm.db import retry_while_unreachable, session_scope, utcnow
 from cbm.jobs import UNCHANGED, ScheduleError, normalize_schedule
-from cbm.models import AuditEvent, ImportRun, Source
+from cbm.models import ImportRun, Source
 from cbm.services import imports
-from cbm.services.records import SYSTEM, Actor
+from cbm.services.records import SYSTEM, Actor, audit_event
 
 IMPORTERS: tuple[str, ...] = ("auto", "csv", "xlsx", "json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -178,18 +178,7 @@ def run_count(session: Session, source: Source) -> int:
 def _audit(
     session: Session, actor: Actor, action: str, source: Source, changes: dict[str, Any]
 ) -> None:
-    session.add(
-        AuditEvent(
-            actor_type=actor.type,
-            user_id=actor.user_id,
-            run_id=actor.run_id,
-            action=action,
-            entity_type=ENTITY_TYPE,
-            entity_id=source.id,
-            entity_key=source.name,
-            changes=changes,
-        )
-    )
+    audit_event(session, actor, action, ENTITY_TYPE, source.id, source.name, changes)
 
 
 def _values(source: Source) -> dict[str, Any]:
