@@ -9,21 +9,19 @@ database dropped afterwards).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import re
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, PG_URL, _pg_admin_url, csrf_token_from, login
+from conftest import PASSWORD, csrf_token_from, login, throwaway_pg_database
 from factories import make
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cbm import contract
@@ -158,19 +156,13 @@ def empty_app(backend: str, tmp_path: Path) -> Iterator[Any]:
     from cbm.web import create_app
     from cbm.web.database import web_state
 
-    admin = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-    else:
-        if not PG_URL:
-            pytest.skip("PostgreSQL tests need CBM_TEST_DATABASE_URL")
-        admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        name = f"cbm_empty_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        else:
+            url = stack.enter_context(throwaway_pg_database("cbm_empty"))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
         upgrade(engine)
         with Session(engine) as session:
             load_reference(session)
@@ -189,19 +181,6 @@ def empty_app(backend: str, tmp_path: Path) -> Iterator[Any]:
         )
         yield app
         web_state(app).engine.dispose()
-    finally:
-        engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n AND pid <> pg_backend_pid()"
-                    ),
-                    {"n": name},
-                )
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            admin.dispose()
 
 
 def test_the_workbook_round_trips_byte_identically(signed_in, stored, empty_app) -> None:
